@@ -1,0 +1,3 @@
+"""Utilities of mmsam3."""
+from .compat import (UntrustedCheckpointError, safe_torch_load, trust_checkpoint,  # noqa: F401
+                     trusted_checkpoints)

@@ -1,0 +1,30 @@
+"""Small fixtures shared by the tests (synthetic data written to a temporary folder)."""
+import json
+import os
+import os.path as osp
+
+import numpy as np
+
+
+def make_tiny_coco(root, num_images=4, size=64, seed=0, classes=('box', )):
+    """Write ``root/images/*.png`` and ``root/annotations.json`` with one filled box per image."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    os.makedirs(osp.join(root, 'images'), exist_ok=True)
+    images, annotations = [], []
+    for i in range(num_images):
+        img = np.zeros((size, size, 3), np.uint8)
+        w, h = rng.integers(size // 4, size // 2, size=2)
+        x, y = rng.integers(0, size - w), rng.integers(0, size - h)
+        img[y:y + h, x:x + w] = (0, 200, 255)
+        name = f'{i:04d}.png'
+        cv2.imwrite(osp.join(root, 'images', name), img)
+        images.append(dict(id=i + 1, file_name=name, width=size, height=size))
+        annotations.append(
+            dict(id=i + 1, image_id=i + 1, category_id=1, bbox=[int(x), int(y), int(w), int(h)],
+                 area=int(w * h), iscrowd=0))
+    categories = [dict(id=k + 1, name=n) for k, n in enumerate(classes)]
+    with open(osp.join(root, 'annotations.json'), 'w') as f:
+        json.dump(dict(images=images, annotations=annotations, categories=categories), f)
+    return root
