@@ -1,0 +1,91 @@
+"""SAM3MaskHead: parity with the official ``UniversalSegmentationHead`` + ``PixelDecoder``, with
+batch-1 FPN levels (broadcast) and per-image levels gathered by ``img_ids``."""
+import pytest
+import torch
+
+from mmsam3.models.dense_heads import SAM3MaskHead
+
+D, HEADS, NQ = 32, 4, 5
+H, W = 4, 6  # encoder map; FPN levels are 2x and 4x
+
+
+def _randomize(module, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if p.dim() >= 2:
+                p.copy_(torch.randn(p.shape, generator=g) / p[0].numel()**0.5)
+            elif ('norm' in name or 'norms' in name) and name.endswith('weight'):
+                p.copy_(1 + 0.1 * torch.randn(p.shape, generator=g))
+            else:
+                p.copy_(0.1 * torch.randn(p.shape, generator=g))
+
+
+@pytest.fixture(scope='module')
+def pair(official_sam3_pkg):
+    from sam3.model.maskformer_segmentation import PixelDecoder, UniversalSegmentationHead
+    from sam3.model.model_misc import MultiheadAttentionWrapper
+    official = UniversalSegmentationHead(hidden_dim=D,
+                                         upsampling_stages=3,
+                                         aux_masks=False,
+                                         presence_head=False,
+                                         dot_product_scorer=None,
+                                         act_ckpt=True,
+                                         cross_attend_prompt=MultiheadAttentionWrapper(
+                                             num_heads=HEADS, dropout=0, embed_dim=D),
+                                         pixel_decoder=PixelDecoder(num_upsampling_stages=3,
+                                                                    interpolation_mode='nearest',
+                                                                    hidden_dim=D))
+    _randomize(official)
+    ours = SAM3MaskHead(d_model=D, num_heads=HEADS, num_upsampling_stages=3)
+    ours.load_state_dict(official.state_dict(), strict=True)
+    return official.eval(), ours.eval()
+
+
+def _inputs(num_imgs, img_ids, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    bs = len(img_ids)
+    fpn = [
+        torch.randn(num_imgs, D, 4 * H, 4 * W, generator=g),
+        torch.randn(num_imgs, D, 2 * H, 2 * W, generator=g),
+        torch.randn(num_imgs, D, H, W, generator=g),  # the encoder level (replaced)
+    ]
+    memory = torch.randn(H * W, bs, D, generator=g)
+    hs = torch.randn(2, bs, NQ, D, generator=g)
+    prompt = torch.randn(5, bs, D, generator=g)
+    mask = torch.zeros(bs, 5, dtype=torch.bool)
+    mask[0, 1:3] = True
+    return fpn, memory, hs, prompt, mask, torch.tensor(img_ids)
+
+
+@pytest.mark.parametrize('num_imgs,img_ids', [(1, [0, 0]), (2, [0, 1, 1]), (1, [0])],
+                         ids=['broadcast', 'gather', 'single'])
+def test_mask_head_parity(pair, num_imgs, img_ids):
+    official, ours = pair
+    fpn, memory, hs, prompt, mask, ids = _inputs(num_imgs, img_ids)
+    with torch.no_grad():
+        ref = official(backbone_feats=fpn,
+                       obj_queries=hs,
+                       image_ids=ids,
+                       encoder_hidden_states=memory,
+                       prompt=prompt,
+                       prompt_mask=mask)
+        out = ours(fpn[:-1], memory, (H, W), hs[-1], prompt, mask, img_ids=ids)
+    bs = len(img_ids)
+    assert out['pred_masks'].shape == (bs, NQ, 4 * H, 4 * W)
+    assert out['semantic_seg'].shape == (bs, 1, 4 * H, 4 * W)
+    assert (out['pred_masks'] - ref['pred_masks']).abs().max() <= 1e-5
+    assert (out['semantic_seg'] - ref['semantic_seg']).abs().max() <= 1e-5
+
+
+def test_mask_head_backward():
+    torch.manual_seed(0)
+    head = SAM3MaskHead(d_model=D, num_heads=HEADS, with_cp=True).train()
+    fpn, memory, hs, prompt, mask, ids = _inputs(2, [1, 0, 1])
+    memory.requires_grad_(True)
+    out = head(fpn[:-1], memory, (H, W), hs[-1], prompt, mask, img_ids=ids)
+    (out['pred_masks'].mean() + out['semantic_seg'].mean()).backward()
+    assert torch.isfinite(memory.grad).all()
+    # Only two FPN levels precede the encoder map: the third stage is never used.
+    assert head.pixel_decoder.conv_layers[2].weight.grad is None
+    assert head.pixel_decoder.conv_layers[1].weight.grad is not None
