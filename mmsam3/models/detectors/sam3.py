@@ -110,6 +110,27 @@ class SAM3(BaseDetector):
         self.test_cfg = dict(score_thr=0.0, max_per_prompt=-1, max_per_img=100, mask_thr=0.5,
                              with_masks=True)
         self.test_cfg.update(test_cfg or {})
+        self._freeze_dead_parameters()
+
+    def _freeze_dead_parameters(self):
+        """``requires_grad=False`` on weights the image model never uses.
+
+        They stay in the model so official checkpoints load with ``strict=True``: the text
+        encoder's ``text_projection`` (multiplied, then discarded, by the official code), the
+        geometry encoder's point-prompt projections (the image model ignores points) and the
+        pixel-decoder stages beyond the neck levels that feed it. Freezing them lets DDP run
+        without touching them; ``find_unused_parameters`` is still needed for parameters that are
+        idle only in some steps (box-exemplar pooling, the semantic head without its loss).
+        """
+        dead = ['text_encoder.encoder.text_projection', 'geometry_encoder.points_']
+        if self.mask_head is not None:
+            used_stages = getattr(self.neck, 'num_outs', 3) - 1
+            for i in range(used_stages, len(self.mask_head.pixel_decoder.conv_layers)):
+                dead += [f'mask_head.pixel_decoder.conv_layers.{i}.',
+                         f'mask_head.pixel_decoder.norms.{i}.']
+        for name, param in self.named_parameters():
+            if any(name == d or name.startswith(d) for d in dead):
+                param.requires_grad_(False)
 
     # ------------------------------------------------------------------------------------------
     # prompts
@@ -332,6 +353,9 @@ class SAM3(BaseDetector):
         if with_masks:
             mask_logits = torch.cat(keep_masks)[order][None]
             out_h, out_w = (ori_h, ori_w) if rescale else (img_h, img_w)
+            if mask_logits.shape[1] == 0:
+                results.masks = torch.zeros(0, out_h, out_w, dtype=torch.bool, device=device)
+                return results
             if (img_h, img_w) != (h_in, w_in):
                 # Remove the batch padding before resizing to the output frame.
                 mask_logits = F.interpolate(

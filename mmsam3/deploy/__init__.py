@@ -1,0 +1,1 @@
+"""Export helpers for mmdeploy / ONNX."""

@@ -1,0 +1,261 @@
+"""SAM3 detector: parity with the official model, prompts, bad input, wrappers and export."""
+import os
+import os.path as osp
+import socket
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from mmdet.structures import DetDataSample
+from mmdet.structures.mask import BitmapMasks
+from mmengine.structures import InstanceData
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+SIZE = 168
+
+
+def build_tiny(bpe_path, **overrides):
+    import mmsam3  # noqa: F401
+    from mmdet.registry import MODELS
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    init_default_scope('mmdet')
+    cfg = Config.fromfile(osp.join(REPO, 'configs/_base_/models/sam3_tiny.py'))
+    cfg.model.tokenizer.bpe_path = bpe_path
+    if overrides:
+        cfg.merge_from_dict({f'model.{k}': v for k, v in overrides.items()})
+    torch.manual_seed(0)
+    return MODELS.build(cfg.model)
+
+
+def make_sample(texts, size=SIZE, **meta):
+    info = dict(texts=texts, img_shape=(size, size), ori_shape=(size, size),
+                batch_input_shape=(size, size), scale_factor=(1.0, 1.0))
+    info.update(meta)
+    return DetDataSample(metainfo=info)
+
+
+def training_sample(size=SIZE):
+    masks = np.zeros((2, size, size), np.uint8)
+    masks[0, 10:50, 10:60] = 1
+    masks[1, 80:120, 90:150] = 1
+    sample = make_sample(['red apple', 'dog'], size, prompt_labels=[3, 5])
+    sample.gt_instances = InstanceData(
+        bboxes=torch.tensor([[10., 10, 60, 50], [90, 80, 150, 120]]),
+        labels=torch.tensor([3, 3]), masks=BitmapMasks(masks, size, size))
+    return sample
+
+
+# ------------------------------------------------------------------------------------- parity
+@pytest.mark.parametrize('seed', [0, 1])
+def test_parity_tiny_with_official(official_sam3_pkg, bpe_path, seed):
+    from parity_official import DEFAULT_CASES, run_parity
+
+    assert any(c[1] is not None and c[0] != 'visual' for c in DEFAULT_CASES)  # text + boxes
+    assert any(c[0] == 'visual' for c in DEFAULT_CASES)  # boxes only
+    diffs, report = run_parity('tiny', seed, bpe_path=bpe_path, verbose=False)
+    assert set(diffs) >= {'scores', 'boxes', 'presence_logit', 'mask_logits'}
+    assert max(diffs.values()) <= 1e-4, diffs
+    assert report['unknown'] == []
+
+
+@pytest.mark.slow
+def test_parity_full_with_official(official_sam3_pkg, bpe_path):
+    from parity_official import run_parity
+
+    diffs, report = run_parity('full', 0, bpe_path=bpe_path, verbose=True)
+    assert max(diffs.values()) <= 1e-4, diffs
+    assert report['dropped']  # the 32 RoPE tables
+
+
+# ---------------------------------------------------------------------------------- converter
+def test_converter_cli_strict_load_and_report(official_sam3_pkg, bpe_path, tmp_path):
+    import official_sam3
+
+    official = official_sam3.build_official_image_model('tiny', seed=0, bpe_path=bpe_path)
+    state = official_sam3.official_state_dict_in_checkpoint_layout(official)
+    # What sam3.pt adds beyond the image model: the tracker and its neck copy.
+    state.update({k.replace('vision_backbone.convs.', 'vision_backbone.sam2_convs.'): v
+                  for k, v in state.items() if 'vision_backbone.convs.' in k})
+    state['tracker.no_mem_embed'] = torch.zeros(1, 1, 8)
+    src, dst = str(tmp_path / 'sam3.pt'), str(tmp_path / 'out' / 'mmsam3.pth')
+    torch.save(state, src)
+    cfg = tmp_path / 'tiny.py'
+    cfg.write_text(f"_base_ = '{REPO}/configs/_base_/models/sam3_tiny.py'\n"
+                   f"model = dict(tokenizer=dict(bpe_path='{bpe_path}'))\n"
+                   "default_scope = 'mmdet'\n")
+    import subprocess
+    proc = subprocess.run(
+        [sys.executable, osp.join(REPO, 'tools/model_converters/sam3_to_mmsam3.py'), src, dst,
+         '--verify', str(cfg)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert 'complex RoPE cache' in proc.stdout and 'video tracker' in proc.stdout
+    assert 'tracker neck' in proc.stdout and 'strict=True' in proc.stdout
+    ckpt = torch.load(dst, weights_only=True)
+    model = build_tiny(bpe_path)
+    model.load_state_dict(ckpt['state_dict'], strict=True)
+
+
+def test_converter_refuses_foreign_keys():
+    from mmsam3.utils.sam3_checkpoint import convert_official_state_dict
+
+    _, report = convert_official_state_dict({'detector.something_else.weight': torch.zeros(1)})
+    assert report['unknown'] == ['detector.something_else.weight']
+
+
+# ------------------------------------------------------------------------------- predictions
+def test_predict_fills_pred_instances_sorted(bpe_path):
+    model = build_tiny(bpe_path, test_cfg=dict(score_thr=0.0, max_per_img=200)).eval()
+    sample = make_sample(['red apple'])
+    with torch.no_grad():
+        res = model.predict(torch.randn(1, 3, SIZE, SIZE), [sample])[0].pred_instances
+    assert len(res) == model.num_queries  # every query, sorted
+    assert torch.all(res.scores[:-1] >= res.scores[1:])
+    assert res.masks.shape == (model.num_queries, SIZE, SIZE) and res.masks.dtype == torch.bool
+    assert res.label_names == ['red apple'] * model.num_queries
+    assert (res.labels == 0).all()
+    assert (res.bboxes >= 0).all() and (res.bboxes <= SIZE).all()
+
+
+def test_predict_score_threshold_and_rescale(bpe_path):
+    model = build_tiny(bpe_path, test_cfg=dict(score_thr=0.3, max_per_img=5)).eval()
+    sample = make_sample(['cat', 'dog'], prompt_labels=[7, 2], ori_shape=(84, 336),
+                         scale_factor=(SIZE / 336, SIZE / 84))
+    with torch.no_grad():
+        res = model.predict(torch.randn(1, 3, SIZE, SIZE), [sample])[0].pred_instances
+    assert len(res) <= 5 and (res.scores > 0.3).all()
+    assert set(res.labels.tolist()) <= {7, 2}
+    if len(res):
+        assert res.masks.shape[1:] == (84, 336)
+        assert (res.bboxes[:, 0::2] <= 336).all() and (res.bboxes[:, 1::2] <= 84).all()
+
+
+def test_several_prompts_run_image_tower_once(bpe_path):
+    model = build_tiny(bpe_path).eval()
+    calls = []
+    model.backbone.register_forward_hook(lambda *a: calls.append(1))
+    texts = ['red apple', 'dog', 'red apple', 'a cat']
+    with torch.no_grad():
+        res = model.predict(torch.randn(2, 3, SIZE, SIZE), [make_sample(texts), make_sample(['x'])])
+    assert len(calls) == 1
+    assert set(res[0].pred_instances.label_names) == set(texts)
+    assert set(res[1].pred_instances.label_names) == {'x'}
+
+
+def test_text_str_like_det_inferencer(bpe_path):
+    from mmsam3.models.detectors.sam3 import prompts_of
+
+    sample = DetDataSample(metainfo=dict(text='fish . shark .'))
+    assert prompts_of(sample) == (['fish', 'shark'], [0, 1])
+
+
+# ------------------------------------------------------------------------------- bad input
+def test_bad_inputs_give_clear_errors(bpe_path):
+    model = build_tiny(bpe_path).eval()
+    img = torch.randn(1, 3, SIZE, SIZE)
+    with torch.no_grad():
+        # No prompt: a correct, empty result.
+        res = model.predict(img, [make_sample([])])[0].pred_instances
+        assert len(res) == 0
+        with pytest.raises(ValueError, match='empty'):
+            model.predict(img, [make_sample([''])])
+        with pytest.raises(ValueError, match='multiple of the patch size'):
+            model.predict(torch.randn(1, 3, SIZE + 5, SIZE), [make_sample(['dog'])])
+        with pytest.raises(ValueError, match='no area inside'):
+            model.predict(img, [make_sample(['dog'], prompt_boxes=[torch.tensor(
+                [[SIZE + 10., 0, SIZE + 40, 30]])])])
+        with pytest.warns(UserWarning, match='clipped'):
+            res = model.predict(img, [make_sample(['dog'], prompt_boxes=[torch.tensor(
+                [[-20., 10, 60, 50]])])])[0].pred_instances
+        assert len(res) > 0
+        with pytest.warns(UserWarning, match='truncated'):
+            res = model.predict(img, [make_sample([' '.join(['word'] * 60)])])[0].pred_instances
+        assert torch.isfinite(res.scores).all()
+
+
+# ------------------------------------------------------------------------------- training
+def test_loss_and_backward_finite(bpe_path):
+    model = build_tiny(bpe_path).train()
+    losses = model.loss(torch.randn(1, 3, SIZE, SIZE), [training_sample()])
+    assert {'loss_cls', 'loss_bbox', 'loss_giou', 'loss_presence', 'loss_mask', 'loss_dice',
+            'd0.loss_cls', 'loss_cls_o2m'} <= set(losses)
+    total = sum(losses.values())
+    assert torch.isfinite(total)
+    total.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad and p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+def test_from_scratch_model_is_finite(bpe_path):
+    model = build_tiny(bpe_path)
+    model.init_weights()
+    for name, p in model.named_parameters():
+        assert torch.isfinite(p).all(), name
+
+
+def test_data_parallel_forward_backward(bpe_path):
+    model = build_tiny(bpe_path).train()
+    dp = torch.nn.DataParallel(model)
+    inputs = torch.randn(1, 3, SIZE, SIZE)
+    losses = dp(inputs, [training_sample()], mode='loss')
+    sum(losses.values()).backward()
+    assert model.backbone.patch_embed.proj.weight.grad is not None
+
+
+def _ddp_worker(rank, world_size, port, bpe_path, result_file):
+    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
+    torch.distributed.init_process_group('gloo', rank=rank, world_size=world_size)
+    torch.set_num_threads(1)
+    model = build_tiny(bpe_path).train()
+    ddp = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+    torch.manual_seed(rank)
+    losses = ddp(torch.randn(1, 3, SIZE, SIZE), [training_sample()], mode='loss')
+    sum(losses.values()).backward()
+    grad = model.decoder.query_embed.weight.grad.clone()
+    gathered = [torch.zeros_like(grad) for _ in range(world_size)]
+    torch.distributed.all_gather(gathered, grad)
+    if rank == 0:
+        torch.save(dict(same=bool(torch.allclose(gathered[0], gathered[1])),
+                        finite=bool(torch.isfinite(grad).all())), result_file)
+    torch.distributed.destroy_process_group()
+
+
+def test_ddp_two_processes_gloo(bpe_path, tmp_path):
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    result = str(tmp_path / 'ddp.pt')
+    mp.spawn(_ddp_worker, args=(2, port, bpe_path, result), nprocs=2, join=True)
+    res = torch.load(result, weights_only=True)
+    assert res['same'] and res['finite']  # gradients were all-reduced
+
+
+def test_vit_onnx_export_has_no_complex_ops(tmp_path):
+    import onnx
+    import onnxruntime as ort
+
+    import mmsam3  # noqa: F401
+    from mmdet.registry import MODELS
+
+    vit = MODELS.build(dict(type='SAM3ViT', img_size=SIZE, embed_dim=64, depth=4, num_heads=4,
+                            window_size=6, global_att_blocks=(1, 3), pretrain_img_size=84)).eval()
+    x = torch.randn(1, 3, SIZE, SIZE)
+    path = str(tmp_path / 'vit.onnx')
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        torch.onnx.export(vit, (x, ), path, dynamo=False, opset_version=17,
+                          input_names=['image'], output_names=['features'])
+    graph = onnx.load(path).graph
+    ops = {n.op_type for n in graph.node}
+    assert not any('Complex' in op or op in ('DFT', 'STFT') for op in ops)
+    for tensor in list(graph.initializer):
+        assert tensor.data_type not in (onnx.TensorProto.COMPLEX64, onnx.TensorProto.COMPLEX128)
+    out = ort.InferenceSession(path).run(None, {'image': x.numpy()})[0]
+    with torch.no_grad():
+        ref = vit(x)[0].numpy()
+    assert np.abs(out - ref).max() < 1e-4
