@@ -67,6 +67,9 @@ class BuildPromptQueries(BaseTransform):
         return [self.prompt_map.get(t, t) for t in texts]
 
     def transform(self, results: dict) -> Optional[dict]:
+        if results.get('text') is not None and not results.get('prompt_texts'):
+            # Prompts given by the user (mmdet's DetInferencer `texts=`): keep them as they are.
+            return results
         texts = self._texts(results)
         num_classes = len(texts)
         prompt_all = self.prompt_all_classes

@@ -1,0 +1,127 @@
+"""Segment every instance of one or more noun phrases in an image with SAM 3.
+
+    python tools/demo.py demo.jpg configs/sam3_vit-l_1008_zeroshot.py \
+        --weights checkpoints/sam3_vit-l_mmsam3.pth --texts "fish" "shark" --out-dir outputs
+    # exemplar boxes (x1 y1 x2 y2 in image pixels), positive unless --box-labels says 0:
+    python tools/demo.py demo.jpg CONFIG --weights CKPT --texts "fish" \
+        --boxes 10 20 80 90  200 40 260 120 --box-labels 1 0 --out-dir outputs
+
+Writes ``OUT_DIR/<image>.jpg`` (masks, boxes and phrase labels drawn) and ``OUT_DIR/<image>.json``
+(one entry per instance: phrase, score, box xyxy, mask as COCO RLE).
+"""
+import argparse
+import json
+import os
+import os.path as osp
+
+import mmcv
+import numpy as np
+import torch
+
+import mmsam3  # noqa: F401  (registers modules)
+from mmengine.config import DictAction
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('image', help='image file')
+    parser.add_argument('config', help='model config')
+    parser.add_argument('--weights', help='checkpoint (default: the config\'s load_from)')
+    parser.add_argument('--texts', nargs='*', default=[], help='noun phrases, one per prompt')
+    parser.add_argument('--boxes', nargs='*', type=float, default=[],
+                        help='exemplar boxes x1 y1 x2 y2 ... in image pixels, used by every '
+                        'prompt (box-only prompting when no --texts is given)')
+    parser.add_argument('--box-labels', nargs='*', type=int, default=None,
+                        help='1 (positive) or 0 (negative) per box; default all positive')
+    parser.add_argument('--out-dir', default='outputs')
+    parser.add_argument('--score-thr', type=float, default=0.5)
+    parser.add_argument('--device', default='cuda:0' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='config overrides key=value (e.g. model.tokenizer.bpe_path=...)')
+    args = parser.parse_args(argv)
+    if len(args.boxes) % 4:
+        parser.error('--boxes takes groups of 4 numbers (x1 y1 x2 y2)')
+    if args.box_labels is not None and len(args.box_labels) != len(args.boxes) // 4:
+        parser.error('--box-labels needs one label per box')
+    if not args.texts and not args.boxes:
+        parser.error('give at least one --texts phrase or one --boxes exemplar')
+    return args
+
+
+def build_model(args):
+    from mmdet.apis import init_detector
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    weights = args.weights or cfg.get('load_from')
+    return init_detector(cfg, weights, device=args.device, palette='random'), cfg
+
+
+def run(model, cfg, image_path, texts, boxes, box_labels):
+    """One image through the model's test pipeline; returns the predicted ``DetDataSample``."""
+    from mmcv.transforms import Compose
+
+    pipeline = [t for t in cfg.test_dataloader.dataset.pipeline
+                if t['type'] not in ('LoadAnnotations', 'mmdet.LoadAnnotations')]
+    texts = list(texts) or ['visual']  # the official phrase for box-only prompting
+    data = Compose(pipeline)(dict(img_path=image_path, img_id=0, text=texts))
+    sample = data['data_samples']
+    if boxes is not None and len(boxes):
+        sx, sy = sample.metainfo.get('scale_factor', (1.0, 1.0))
+        scaled = torch.as_tensor(boxes, dtype=torch.float32) * torch.tensor([sx, sy, sx, sy])
+        labels = torch.as_tensor(box_labels if box_labels is not None else [1] * len(boxes))
+        sample.set_metainfo(dict(prompt_boxes=[scaled] * len(texts),
+                                 prompt_box_labels=[labels] * len(texts)))
+    with torch.no_grad():
+        return model.test_step(dict(inputs=[data['inputs']], data_samples=[sample]))[0]
+
+
+def to_json(pred, score_thr):
+    from pycocotools import mask as mask_util
+
+    inst = pred.pred_instances
+    keep = (inst.scores >= score_thr).nonzero().flatten().tolist()
+    out = []
+    for i in keep:
+        entry = dict(phrase=inst.label_names[i], label=int(inst.labels[i]),
+                     score=float(inst.scores[i]),
+                     bbox=[round(float(v), 2) for v in inst.bboxes[i]])
+        if 'masks' in inst:
+            rle = mask_util.encode(np.asfortranarray(inst.masks[i].cpu().numpy().astype(np.uint8)))
+            entry['mask'] = dict(size=rle['size'], counts=rle['counts'].decode('ascii'))
+        out.append(entry)
+    return out
+
+
+def draw(image_path, pred, texts, score_thr, out_file):
+    from mmdet.visualization import DetLocalVisualizer
+
+    visualizer = DetLocalVisualizer(name=f'sam3_demo_{os.getpid()}')
+    visualizer.dataset_meta = dict(classes=tuple(texts) or ('visual', ), palette='random')
+    image = mmcv.imconvert(mmcv.imread(image_path), 'bgr', 'rgb')
+    visualizer.add_datasample('demo', image, pred, draw_gt=False, pred_score_thr=score_thr,
+                              out_file=out_file)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    model, cfg = build_model(args)
+    boxes = np.asarray(args.boxes, dtype=np.float32).reshape(-1, 4) if args.boxes else None
+    pred = run(model, cfg, args.image, args.texts, boxes, args.box_labels)
+    os.makedirs(args.out_dir, exist_ok=True)
+    stem = osp.splitext(osp.basename(args.image))[0]
+    out_img = osp.join(args.out_dir, f'{stem}.jpg')
+    out_json = osp.join(args.out_dir, f'{stem}.json')
+    draw(args.image, pred, args.texts, args.score_thr, out_img)
+    results = to_json(pred, args.score_thr)
+    with open(out_json, 'w') as f:
+        json.dump(dict(image=args.image, prompts=args.texts or ['visual'], instances=results), f,
+                  indent=1)
+    print(f'{len(results)} instances with score >= {args.score_thr}')
+    print(f'picture: {out_img}\npredictions: {out_json}')
+
+
+if __name__ == '__main__':
+    main()
