@@ -28,3 +28,33 @@ def make_tiny_coco(root, num_images=4, size=64, seed=0, classes=('box', )):
     with open(osp.join(root, 'annotations.json'), 'w') as f:
         json.dump(dict(images=images, annotations=annotations, categories=categories), f)
     return root
+
+
+def write_coco_split(split_dir, categories, images, ann_name='_annotations.coco.json', size=32):
+    """Write one Roboflow-layout split: ``split_dir/<ann_name>`` and its PNGs next to it.
+
+    ``categories``: list of ``(id, name)``; ``images``: one list per image of
+    ``(category_id, [x, y, w, h])`` boxes (drawn as filled rectangles, the rectangle is also the
+    polygon mask). Image ids start at 1.
+    Returns the json path.
+    """
+    import cv2
+
+    os.makedirs(split_dir, exist_ok=True)
+    img_infos, anns = [], []
+    for i, boxes in enumerate(images):
+        img = np.full((size, size, 3), 200, np.uint8)
+        for cat_id, (x, y, w, h) in boxes:
+            img[int(y):int(y + h), int(x):int(x + w)] = (40 * cat_id % 255, 80, 160)
+            anns.append(dict(id=len(anns) + 1, image_id=i + 1, category_id=cat_id,
+                             bbox=[x, y, w, h], area=w * h, iscrowd=0,
+                             segmentation=[[x, y, x + w, y, x + w, y + h, x, y + h]]))
+        name = f'{i:04d}.png'
+        cv2.imwrite(osp.join(split_dir, name), img)
+        img_infos.append(dict(id=i + 1, file_name=name, width=size, height=size))
+    path = osp.join(split_dir, ann_name)
+    with open(path, 'w') as f:
+        json.dump(dict(images=img_infos, annotations=anns,
+                       categories=[dict(id=c, name=n, supercategory='none')
+                                   for c, n in categories]), f)
+    return path

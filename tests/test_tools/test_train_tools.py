@@ -8,6 +8,7 @@ import sys
 import pytest
 import torch
 
+from mmsam3.utils import safe_torch_load
 from tests.utils import make_tiny_coco
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -75,7 +76,7 @@ def test_train_then_resume(tiny_coco, tmp_path):
     assert rc == 0, out[-3000:]
     assert 'resumed epoch: 0, iter: 2' in out
     assert 'Iter(train) [3/4]' in out and 'Iter(train) [1/4]' not in out
-    ckpt = torch.load(osp.join(work_dir, 'iter_4.pth'), weights_only=True)
+    ckpt = safe_torch_load(osp.join(work_dir, 'iter_4.pth'))
     assert ckpt['meta']['iter'] == 4
     # Resumed LR follows the uninterrupted schedule (LinearLR 0.5 -> 1.0 over 4 iters).
     assert ckpt['optimizer']['param_groups'][0]['lr'] == pytest.approx(0.01)
@@ -149,5 +150,5 @@ def test_dist_train_two_processes_on_cpu(tiny_coco, tmp_path):
     assert out.count('Iter(train) [2/2]') == 1  # only rank 0 logs
     ckpts = sorted(f for f in os.listdir(work_dir) if f.endswith('.pth'))
     assert ckpts == ['iter_1.pth', 'iter_2.pth']
-    ckpt = torch.load(osp.join(work_dir, 'iter_2.pth'), weights_only=True)
+    ckpt = safe_torch_load(osp.join(work_dir, 'iter_2.pth'))
     assert ckpt['meta']['iter'] == 2

@@ -233,3 +233,52 @@ def run_official(model, image, text, boxes=None, box_labels=None):
                                   geometric_prompt=geometric_prompt, find_target=None)
     keys = ('pred_logits', 'pred_boxes', 'presence_logit_dec', 'pred_masks', 'semantic_seg')
     return {k: out[k] for k in keys if out.get(k) is not None}
+
+
+def import_official_optim():
+    """Import ``sam3.train.optim.{optimizer,schedulers}`` (the official optimiser helpers).
+
+    ``optimizer.py`` imports ``hydra`` and ``omegaconf`` at module level but the helpers used for
+    parity (pattern matching, layer decay, param-group mapping) need only ``hydra.utils.get_class``.
+    When those packages are absent, minimal stand-ins are placed in ``sys.modules`` for the
+    import and removed afterwards.
+
+    Returns:
+        tuple: ``(optimizer_module, schedulers_module)``.
+    """
+    import importlib
+    import sys
+
+    stubs = {}
+    for name in ('hydra', 'omegaconf'):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            stubs[name] = types.ModuleType(name)
+    if 'hydra' in stubs:
+
+        def get_class(path):
+            module, _, attr = path.rpartition('.')
+            return getattr(importlib.import_module(module), attr)
+
+        def instantiate(*args, **kwargs):
+            raise NotImplementedError('hydra is not installed; build the objects directly')
+
+        utils = types.ModuleType('hydra.utils')
+        utils.get_class, utils.instantiate = get_class, instantiate
+        stubs['hydra'].utils = utils
+        stubs['hydra.utils'] = utils
+    if 'omegaconf' in stubs:
+        stubs['omegaconf'].DictConfig = dict
+    saved = {k: sys.modules.get(k) for k in stubs}
+    sys.modules.update(stubs)
+    try:
+        optimizer = importlib.import_module('sam3.train.optim.optimizer')
+        schedulers = importlib.import_module('sam3.train.optim.schedulers')
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                sys.modules.pop(k, None)
+            else:
+                sys.modules[k] = v
+    return optimizer, schedulers
