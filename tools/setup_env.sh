@@ -51,7 +51,8 @@ if ! "$VENV/bin/python" -c 'import mmcv, mmcv.ops; assert mmcv.__version__ == "2
   else
     log "no prebuilt mmcv wheel in $WHEELS: building mmcv 2.1.0 with ops from source (about 12 min on 2 cores)"
     build=$(mktemp -d)
-    $PIP download -q --no-deps --no-binary :all: mmcv==2.1.0 -d "$build"
+    # mmcv's setup.py needs pkg_resources (setuptools < 81) and torch: no build isolation.
+    $PIP download -q --no-deps --no-binary :all: --no-build-isolation mmcv==2.1.0 -d "$build"
     tar -xzf "$build"/mmcv-2.1.0.tar.gz -C "$build"
     # torch >= 2.14 headers refuse anything older than C++20.
     sed -i 's/-std=c++17/-std=c++20/g' "$build"/mmcv-2.1.0/setup.py

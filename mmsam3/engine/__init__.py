@@ -1,2 +1,4 @@
-"""Runner extensions (hooks, optimizer constructors), registered into mmdet's registries."""
+"""Runner extensions (hooks, optimizer constructors / wrappers, schedulers), registered into
+mmdet's registries."""
+from . import optimizers  # noqa: F401  (before hooks: the health hook uses the safe wrappers)
 from . import hooks  # noqa: F401

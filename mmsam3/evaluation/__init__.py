@@ -1,2 +1,2 @@
-"""Evaluation metrics, registered into ``mmdet.registry.METRICS``."""
-from . import metrics  # noqa: F401
+"""Evaluation metrics and evaluators, registered into mmdet's ``METRICS`` / ``EVALUATOR``."""
+from . import evaluator, metrics  # noqa: F401

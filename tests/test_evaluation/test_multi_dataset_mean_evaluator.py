@@ -146,3 +146,37 @@ def test_malformed_predictions_give_clear_errors(tmp_path, break_fn, match):
     concat = concat_dataset(root, names)
     with pytest.raises(ValueError, match=match):
         run(build_evaluator(root, names), concat, names, break_fn=break_fn)
+
+
+def test_routing_follows_the_distributed_sampler_order(tmp_path, monkeypatch):
+    """Two simulated ranks with DefaultSampler(shuffle=False, round_up=True): 5 samples ->
+    rank 0 gets [0, 2, 4], rank 1 gets [1, 3, 0 (padding)]; collect_results interleaves them."""
+    import mmsam3.evaluation.evaluator.multi_dataset_mean_evaluator as mod
+    root = make_datasets(str(tmp_path))
+    names = list(DATASETS_SPEC)
+    concat = concat_dataset(root, names)
+    samples = []
+    for idx in range(len(concat)):
+        ds_idx, _ = concat._get_ori_dataset_idx(idx)
+        samples.append(gt_as_predictions(concat[idx], concat.datasets[ds_idx].metainfo['classes'],
+                                         UNDETECTED.get(names[ds_idx], ())))
+    ranks = [build_evaluator(root, names) for _ in range(2)]
+    for rank, (evaluator, indices) in enumerate(zip(ranks, ([0, 2, 4], [1, 3, 0]))):
+        monkeypatch.setattr(mod, 'get_dist_info', lambda rank=rank: (rank, 2))
+        evaluator.dataset_meta = concat.metainfo
+        for i in indices:
+            evaluator.process([samples[i]], {})
+    partner = {id(m.results): o.results for m, o in zip(ranks[0].metrics, ranks[1].metrics)}
+
+    def collect(results, size, device='cpu'):  # mmengine's collect_results order
+        ordered = []
+        for pair in zip(results, partner[id(results)]):
+            ordered.extend(pair)
+        return ordered[:size]
+
+    monkeypatch.setattr(mod, 'collect_results', collect)
+    monkeypatch.setattr(mod, 'get_dist_info', lambda: (0, 2))
+    results = ranks[0].evaluate(len(concat))
+    assert results['alpha/coco/bbox_mAP'] == pytest.approx(1.0)
+    assert results['gamma/coco/bbox_mAP'] == pytest.approx(0.667, abs=1e-3)
+    assert results['mean/coco/bbox_mAP'] == pytest.approx((2 + 0.667) / 3, abs=1e-3)

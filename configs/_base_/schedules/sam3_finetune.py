@@ -44,10 +44,8 @@ custom_hooks = [
          lr_factor=0.5, max_rollbacks=3)
 ]
 
-default_hooks = dict(
-    checkpoint=dict(type='CheckpointHook', interval=val_interval, by_epoch=False,
-                    max_keep_ckpts=3))
-log_processor = dict(by_epoch=False)
+# Checkpoints: default_runtime saves every 1000 iters; experiments save more often so that the
+# health hook has a recent good checkpoint to roll back to.
 
 # DDP: the official trainer needs find_unused_parameters=True (idle heads / box-exemplar paths).
 model_wrapper_cfg = dict(type='MMDistributedDataParallel', find_unused_parameters=True)

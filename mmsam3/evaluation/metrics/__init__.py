@@ -1,4 +1,5 @@
 """Metrics of mmsam3."""
 from .cgf1_metric import CgF1Metric
+from .sam3_coco_metric import SAM3CocoMetric, SeenUnseenCocoMetric
 
-__all__ = ['CgF1Metric']
+__all__ = ['CgF1Metric', 'SAM3CocoMetric', 'SeenUnseenCocoMetric']

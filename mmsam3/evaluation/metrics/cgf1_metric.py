@@ -39,7 +39,8 @@ Inputs of :meth:`CgF1Metric.process`, per data sample (dict or ``DetDataSample``
      ``scale_factor`` (w, h) to return to the original frame; ``labels``; ``masks`` (only
      usable for ``'segm'`` when they are at the original size).
 
-Predictions are checked and a ``ValueError`` naming the image id is raised for missing keys,
+Predictions are checked by the shared :func:`~mmsam3.evaluation.functional.validate_pred_instances`
+(a ``ValueError`` naming the image id) for missing keys,
 mismatched lengths, NaN/inf scores or boxes, inverted boxes (x2 < x1 or y2 < y1), labels
 outside the dataset or outside the prompted categories, and masks of the wrong size. Boxes
 reaching outside the image are clipped to it when ``clip_boxes=True`` (default; ground truth
@@ -68,7 +69,6 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import pycocotools.mask as mask_util
-import torch
 from mmdet.datasets.api_wrappers import COCO
 from mmdet.registry import METRICS
 from mmengine.evaluator import BaseMetric
@@ -77,27 +77,11 @@ from mmengine.logging import MMLogger
 
 from ..functional.cgf1 import (COCO_IOU_THRS, DEFAULT_SCORE_THR, accumulate_cgf1, bbox_iou,
                                mask_iou, matched_true_positives, summarize_cgf1)
+from ..functional.validate import get_field as _get
+from ..functional.validate import to_numpy as _to_numpy
+from ..functional.validate import validate_pred_instances
 
 _IOU_TYPES = ('bbox', 'segm')
-
-
-def _get(container, key, default=None):
-    """``container[key]`` for dicts and mmengine data elements alike."""
-    if isinstance(container, dict):
-        return container.get(key, default)
-    return getattr(container, key, default)
-
-
-def _has(container, key) -> bool:
-    return key in container  # dicts and BaseDataElement (__contains__) alike
-
-
-def _to_numpy(value) -> np.ndarray:
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().numpy()
-    if hasattr(value, 'tensor'):  # mmdet BaseBoxes
-        return value.tensor.detach().cpu().numpy()
-    return np.asarray(value)
 
 
 def _xyxy_to_xywh(boxes: np.ndarray) -> np.ndarray:
@@ -196,70 +180,20 @@ class CgF1Metric(BaseMetric):
         return list(dict.fromkeys(labels))
 
     def _read_predictions(self, data_sample, img_id, height, width, prompted) -> dict:
-        pred = _get(data_sample, 'pred_instances')
-        if pred is None:
-            raise ValueError(f'image {img_id}: data sample has no pred_instances')
-        for key in ('bboxes', 'scores', 'labels'):
-            if not _has(pred, key):
-                raise ValueError(f"image {img_id}: pred_instances lacks '{key}'")
-        bboxes = _to_numpy(_get(pred, 'bboxes')).astype(np.float64)
-        scores = _to_numpy(_get(pred, 'scores')).astype(np.float64).reshape(-1)
-        labels = _to_numpy(_get(pred, 'labels'))
-        if bboxes.size == 0:
-            bboxes = bboxes.reshape(0, 4)
-        if bboxes.ndim != 2 or bboxes.shape[1] != 4:
-            raise ValueError(f'image {img_id}: pred bboxes must be (N, 4) xyxy, '
-                             f'got shape {bboxes.shape}')
-        labels = labels.reshape(-1)
-        n = len(bboxes)
-        if len(scores) != n or len(labels) != n:
-            raise ValueError(f'image {img_id}: pred_instances lengths disagree: '
-                             f'{n} bboxes, {len(scores)} scores, {len(labels)} labels')
-        if not np.all(np.isfinite(scores)):
-            raise ValueError(f'image {img_id}: pred scores contain NaN or inf')
-        if not np.all(np.isfinite(bboxes)):
-            raise ValueError(f'image {img_id}: pred bboxes contain NaN or inf')
-        if np.any(bboxes[:, 2] < bboxes[:, 0]) or np.any(bboxes[:, 3] < bboxes[:, 1]):
-            raise ValueError(f'image {img_id}: pred bboxes must be xyxy with x2 >= x1 and '
-                             'y2 >= y1')
-        if n and not (np.issubdtype(labels.dtype, np.integer)
-                      or np.all(labels == np.round(labels))):
-            raise ValueError(f'image {img_id}: pred labels must be integers')
-        labels = labels.astype(np.int64)
-        stray = sorted(set(labels.tolist()) - set(prompted))
-        if stray:
-            raise ValueError(f'image {img_id}: predictions with labels {stray} that were not '
-                             f'prompted on this image (prompted: {prompted})')
-        if self.clip_boxes:
-            bboxes = bboxes.copy()
-            bboxes[:, 0::2] = bboxes[:, 0::2].clip(0, width)
-            bboxes[:, 1::2] = bboxes[:, 1::2].clip(0, height)
-        out = dict(bboxes=_xyxy_to_xywh(bboxes), scores=scores, labels=labels, masks=None)
-
+        # The checks are shared with the other mmsam3 metrics (functional/validate.py).
+        checked = validate_pred_instances(
+            data_sample,
+            num_classes=self._num_classes,
+            prompted=prompted,
+            require_masks='segm' in self.iou_types,
+            clip_boxes=self.clip_boxes)
+        masks = None
         if 'segm' in self.iou_types:
-            if not _has(pred, 'masks'):
-                raise ValueError(f"image {img_id}: iou_type 'segm' needs pred_instances.masks")
-            masks = _get(pred, 'masks')
-            if isinstance(masks, (list, tuple)):
-                if len(masks) != n:
-                    raise ValueError(f'image {img_id}: {len(masks)} pred masks for {n} boxes')
-                for m in masks:
-                    if not isinstance(m, dict) or 'counts' not in m or 'size' not in m:
-                        raise ValueError(f'image {img_id}: pred masks given as a list must be '
-                                         'COCO RLE dicts with size and counts')
-                    if tuple(m['size']) != (height, width):
-                        raise ValueError(f'image {img_id}: pred mask RLE size {m["size"]} '
-                                         f'differs from ori_shape {(height, width)}')
-            else:
-                masks = _to_numpy(masks)
-                if masks.size == 0 and n == 0:
-                    masks = masks.reshape(0, height, width)
-                if masks.shape != (n, height, width):
-                    raise ValueError(f'image {img_id}: pred masks must be (N, H, W) = '
-                                     f'{(n, height, width)} (original image size), got '
-                                     f'{masks.shape}')
-            out['masks'] = masks
-        return out
+            masks = checked.masks
+            if not isinstance(masks, list):
+                masks = _to_numpy(masks).reshape(len(checked.bboxes), height, width)
+        return dict(bboxes=_xyxy_to_xywh(checked.bboxes), scores=checked.scores,
+                    labels=checked.labels, masks=masks)
 
     def _gts_from_ann_file(self, img_id, height, width) -> dict:
         self._resolve_cat_ids()

@@ -74,6 +74,13 @@ class SAM3(BaseDetector):
         test_cfg (dict, optional): ``score_thr`` (0.0), ``max_per_prompt`` (all queries),
             ``max_per_img`` (100), ``mask_thr`` (0.5, on probabilities), ``with_masks`` (True).
         data_preprocessor (dict, optional): mmdet ``DetDataPreprocessor`` config.
+        frozen_modules (Sequence[str]): children to freeze for fine-tuning, e.g.
+            ``('backbone', 'text_encoder')`` (frozen towers). Their parameters get
+            ``requires_grad=False`` (no gradients or optimizer state, and no activations are
+            kept for backward) and the modules stay in eval mode (no drop-path / dropout).
+        lora (dict, optional): LoRA adapters on the image / text towers, keyword arguments of
+            :func:`mmsam3.models.utils.apply_lora` (``r``, ``lora_alpha``, ``lora_dropout``,
+            ``towers``); the towers' base weights are frozen.
     """
 
     def __init__(self,
@@ -90,6 +97,8 @@ class SAM3(BaseDetector):
                  train_cfg: Optional[dict] = None,
                  test_cfg: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
+                 frozen_modules: Sequence[str] = (),
+                 lora: Optional[dict] = None,
                  init_cfg=None):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.backbone = MODELS.build(backbone)
@@ -111,6 +120,28 @@ class SAM3(BaseDetector):
                              with_masks=True)
         self.test_cfg.update(test_cfg or {})
         self._freeze_dead_parameters()
+        if lora is not None:
+            from ..utils.lora import apply_lora
+            apply_lora(self, **lora)
+        self.frozen_modules = tuple(frozen_modules)
+        self._freeze_modules()
+
+    def _freeze_modules(self):
+        children = dict(self.named_children())
+        for name in self.frozen_modules:
+            if name not in children or children[name] is None:
+                raise KeyError(f'frozen_modules: SAM3 has no child {name!r} '
+                               f'(children: {sorted(children)})')
+            children[name].eval()
+            for param in children[name].parameters():
+                param.requires_grad_(False)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        # Frozen towers stay in eval mode (no drop-path / dropout noise on fixed features).
+        for name in getattr(self, 'frozen_modules', ()):
+            getattr(self, name).eval()
+        return self
 
     def _freeze_dead_parameters(self):
         """``requires_grad=False`` on weights the image model never uses.
