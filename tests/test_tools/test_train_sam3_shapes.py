@@ -104,3 +104,27 @@ def test_learning_check_reaches_ap50(bpe_path, tmp_path):
                     '--data-root', str(tmp_path / 'data'), '--work-dir',
                     str(tmp_path / 'work'), '--bpe', bpe_path], cwd=str(tmp_path), timeout=3600)
     assert rc == 0 and 'PASS' in out, out[-3000:]
+
+
+def test_tools_test_prints_coco_ap_and_cgf1(shapes, bpe_path, tmp_path):
+    """tools/test.py on the shapes config reports COCO box and mask AP and cgF1."""
+    import mmsam3  # noqa: F401
+    from mmdet.registry import MODELS
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    init_default_scope('mmdet')
+    cfg = Config.fromfile(CONFIG)
+    cfg.model.tokenizer.bpe_path = bpe_path
+    ckpt = str(tmp_path / 'tiny.pth')
+    torch.save(dict(state_dict=MODELS.build(cfg.model).state_dict(), meta=dict()), ckpt)
+    rc, out = _run([sys.executable, osp.join(REPO, 'tools/test.py'), CONFIG, ckpt, '--work-dir',
+                    str(tmp_path / 'test'), '--out', str(tmp_path / 'results.pkl'),
+                    '--cfg-options'] + _options(shapes, bpe_path, 1)[:8] +
+                   ['test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False'],
+                   cwd=str(tmp_path))
+    assert rc == 0, out[-3000:]
+    for key in ('coco/bbox_mAP:', 'coco/bbox_mAP_50:', 'coco/segm_mAP:', 'cgf1/bbox_cgF1:',
+                'cgf1/segm_cgF1:', 'cgf1/bbox_IL_MCC:'):
+        assert key in out, key
+    assert osp.isfile(tmp_path / 'results.pkl')
