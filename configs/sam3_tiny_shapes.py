@@ -14,9 +14,14 @@ input_size = 168
 train_scales = [(s, s) for s in range(112, input_size + 1, 14)]
 bpe_path = '../shared/data/bpe_simple_vocab_16e6.txt.gz'
 
+# From scratch on a CPU: no dropout / drop path (the official 0.1 is for fine-tuning).
 model = dict(
     tokenizer=dict(bpe_path=bpe_path),
     backbone=dict(img_size=input_size, drop_path_rate=0.0),
+    geometry_encoder=dict(dropout=0.0),
+    encoder=dict(dropout=0.0),
+    decoder=dict(dropout=0.0),
+    scoring_head=dict(dropout=0.0),
     test_cfg=dict(score_thr=0.0, max_per_img=100))
 
 train_pipeline = [
@@ -64,22 +69,22 @@ val_evaluator = [
 ]
 test_evaluator = val_evaluator
 
-max_iters = 3000
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=500)
+max_iters = 2400
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=400)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=5e-4, weight_decay=0.05),
-    clip_grad=dict(max_norm=0.1, norm_type=2))
+    optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),
+    clip_grad=dict(max_norm=1.0, norm_type=2))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=200),
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
     dict(type='CosineAnnealingLR', by_epoch=False, begin=max_iters // 2, end=max_iters,
          T_max=max_iters // 2, eta_min_ratio=0.05),
 ]
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50),
-    checkpoint=dict(type='CheckpointHook', interval=500, by_epoch=False, max_keep_ckpts=2,
+    checkpoint=dict(type='CheckpointHook', interval=400, by_epoch=False, max_keep_ckpts=2,
                     save_best='coco/bbox_mAP_50', rule='greater'))
 log_processor = dict(window_size=50)
 env_cfg = dict(dist_cfg=dict(backend='gloo'))

@@ -51,14 +51,18 @@ def read_log(work_dir):
     if not logs:
         raise FileNotFoundError(f'no training log under {work_dir}')
     losses, evals = [], []
+    last_step = 0
     for path in logs:
         with open(path) as f:
             for line in f:
                 rec = json.loads(line)
                 if 'loss' in rec:
-                    losses.append((rec['step'], rec['loss']))
+                    last_step = rec['step']
+                    losses.append((last_step, rec['loss']))
                 elif any(k.startswith('coco/') for k in rec):
-                    evals.append((rec['step'], rec))
+                    # mmengine logs iteration-based validation with step 0: use the last
+                    # training iteration before it instead.
+                    evals.append((last_step, rec))
     return losses, evals
 
 
@@ -125,10 +129,13 @@ def main(argv=None):
     final = evals[-1][1] if evals else {}
     best_ap50 = max((r.get('coco/bbox_mAP_50', 0) for _, r in evals), default=0.0)
 
-    val_img = sorted(glob.glob(osp.join(root, 'valid', '*.png')) +
-                     glob.glob(osp.join(root, 'valid', '*.jpg')))[0]
     with open(osp.join(root, 'valid', '_annotations.coco.json')) as f:
-        names = [c['name'] for c in json.load(f)['categories']]
+        val = json.load(f)
+    names = [c['name'] for c in val['categories']]
+    # The first validation image that holds at least one instance.
+    annotated = {a['image_id'] for a in val['annotations']}
+    val_img = osp.join(root, 'valid',
+                       next(im['file_name'] for im in val['images'] if im['id'] in annotated))
     ckpt = osp.join(args.work_dir, open(osp.join(args.work_dir, 'last_checkpoint')).read().strip()
                     ) if osp.exists(osp.join(args.work_dir, 'last_checkpoint')) else None
     run([py, osp.join(REPO, 'tools/demo.py'), val_img, CONFIG, '--weights', ckpt, '--texts'] +
