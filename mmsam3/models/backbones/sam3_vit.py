@@ -230,4 +230,5 @@ class SAM3ViT(BaseModule):
         x = self.ln_pre(x)
         for blk in self.blocks:
             x = blk(x)
-        return (x.permute(0, 3, 1, 2).contiguous(), )
+        # Channels-last strides, as the official trunk returns them: the neck convs run faster so.
+        return (x.permute(0, 3, 1, 2), )
