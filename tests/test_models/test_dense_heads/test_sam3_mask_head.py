@@ -4,21 +4,12 @@ import pytest
 import torch
 
 from mmsam3.models.dense_heads import SAM3MaskHead
+from tests.utils import randomize_parameters as _randomize
 
 D, HEADS, NQ = 32, 4, 5
 H, W = 4, 6  # encoder map; FPN levels are 2x and 4x
 
 
-def _randomize(module, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            if p.dim() >= 2:
-                p.copy_(torch.randn(p.shape, generator=g) / p[0].numel()**0.5)
-            elif ('norm' in name or 'norms' in name) and name.endswith('weight'):
-                p.copy_(1 + 0.1 * torch.randn(p.shape, generator=g))
-            else:
-                p.copy_(0.1 * torch.randn(p.shape, generator=g))
 
 
 @pytest.fixture(scope='module')

@@ -4,22 +4,12 @@ import pytest
 import torch
 
 from mmsam3.models.layers import SAM3Decoder
+from tests.utils import randomize_parameters as _randomize
 
 D, HEADS, FFN, LAYERS, NQ = 32, 4, 64, 3, 5
 H, W = 6, 8  # non-square on purpose: catches row/column mix-ups in the boxRPB
 
 
-def _randomize(module, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            if p.dim() >= 2:
-                fan_in = p[0].numel()
-                p.copy_(torch.randn(p.shape, generator=g) / fan_in**0.5)
-            elif 'norm' in name and name.endswith('weight'):
-                p.copy_(1 + 0.1 * torch.randn(p.shape, generator=g))
-            else:
-                p.copy_(0.1 * torch.randn(p.shape, generator=g))
 
 
 def _build_official(dropout, use_act_checkpoint):

@@ -4,21 +4,12 @@ import pytest
 import torch
 
 from mmsam3.models.layers import SAM3GeometryEncoder
+from tests.utils import randomize_parameters as _randomize
 
 D, HEADS, FFN, LAYERS = 32, 4, 64, 3
 H, W = 6, 8
 
 
-def _randomize(module, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            if p.dim() >= 2:
-                p.copy_(torch.randn(p.shape, generator=g) / p[0].numel()**0.5)
-            elif 'norm' in name and name.endswith('weight'):
-                p.copy_(1 + 0.1 * torch.randn(p.shape, generator=g))
-            else:
-                p.copy_(0.1 * torch.randn(p.shape, generator=g))
 
 
 def _build_official(dropout=0.1):
