@@ -287,17 +287,24 @@ class SAM3(BaseDetector):
                                prompt_mask, img_ids_t))
         return out
 
+    def _run(self, batch_inputs: Tensor, batch_data_samples: SampleList):
+        """Check the input, flatten the prompts and run the network once for all of them.
+
+        Returns ``(img_ids, texts, labels, out)``; ``out`` is ``{}`` when no image has a prompt.
+        """
+        self._check_inputs(batch_inputs)
+        img_ids, texts, labels, boxes, box_labels = self._collect_prompts(batch_data_samples)
+        out = {}
+        if texts:
+            out = self.forward_prompts(self.extract_feat(batch_inputs), img_ids, texts, boxes,
+                                       box_labels, tuple(batch_inputs.shape[-2:]))
+        return img_ids, texts, labels, out
+
     def _forward(self, batch_inputs: Tensor, batch_data_samples: OptSampleList = None):
         """Raw network outputs (see :meth:`forward_prompts`) for the prompts of the batch."""
         if batch_data_samples is None:
             raise ValueError('SAM3 needs data samples carrying the prompts (metainfo `texts`)')
-        self._check_inputs(batch_inputs)
-        img_ids, texts, _, boxes, box_labels = self._collect_prompts(batch_data_samples)
-        if not texts:
-            return {}
-        img_feats = self.extract_feat(batch_inputs)
-        return self.forward_prompts(img_feats, img_ids, texts, boxes, box_labels,
-                                    tuple(batch_inputs.shape[-2:]))
+        return self._run(batch_inputs, batch_data_samples)[-1]
 
     def _check_inputs(self, batch_inputs: Tensor) -> None:
         patch = getattr(self.backbone, 'patch_size', 14)
@@ -317,13 +324,7 @@ class SAM3(BaseDetector):
 
         An image without prompts gets empty predictions.
         """
-        self._check_inputs(batch_inputs)
-        img_ids, texts, labels, boxes, box_labels = self._collect_prompts(batch_data_samples)
-        out = {}
-        if texts:
-            img_feats = self.extract_feat(batch_inputs)
-            out = self.forward_prompts(img_feats, img_ids, texts, boxes, box_labels,
-                                       tuple(batch_inputs.shape[-2:]))
+        img_ids, texts, labels, out = self._run(batch_inputs, batch_data_samples)
         for i, sample in enumerate(batch_data_samples):
             prompt_idx = [p for p, img in enumerate(img_ids) if img == i]
             sample.pred_instances = self._predict_one(out, prompt_idx, texts, labels, sample,
@@ -403,17 +404,13 @@ class SAM3(BaseDetector):
         """Official SAM 3 losses (one-to-one + one-to-many, auxiliary layers, presence, masks)."""
         if self.criterion is None:
             raise RuntimeError('SAM3.loss needs a `criterion` in the model config')
-        self._check_inputs(batch_inputs)
-        img_ids, texts, labels, boxes, box_labels = self._collect_prompts(batch_data_samples)
+        img_ids, texts, labels, out = self._run(batch_inputs, batch_data_samples)
         if not texts:
             # Nothing to learn from; keep every parameter in the graph for DDP.
             zero = sum(p.sum() * 0 for p in self.parameters() if p.requires_grad)
             return dict(loss_cls=zero)
-        batch_input_shape = tuple(batch_inputs.shape[-2:])
-        img_feats = self.extract_feat(batch_inputs)
-        out = self.forward_prompts(img_feats, img_ids, texts, boxes, box_labels,
-                                   batch_input_shape)
-        targets = self._prompt_targets(batch_data_samples, img_ids, labels, batch_input_shape,
+        targets = self._prompt_targets(batch_data_samples, img_ids, labels,
+                                       tuple(batch_inputs.shape[-2:]),
                                        with_masks='pred_masks' in out)
         return self.criterion(self._criterion_outputs(out), targets)
 
