@@ -77,3 +77,12 @@ def randomize_parameters(module, seed=0):
                 p.copy_(1 + 0.1 * torch.randn(p.shape, generator=g))
             else:
                 p.copy_(0.1 * torch.randn(p.shape, generator=g))
+
+
+def free_port():
+    """A TCP port on loopback that nothing listens on right now (for torchrun's master)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from mmsam3.utils import safe_torch_load
+from tests.utils import free_port
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(REPO, 'configs', 'sam3_tiny_shapes.py')
@@ -88,7 +89,8 @@ def test_dist_train_shapes_two_processes(shapes, bpe_path, tmp_path):
     work_dir = str(tmp_path / 'dist')
     cmd = ['bash', osp.join(REPO, 'tools/dist_train.sh'), CONFIG, '2', '--work-dir', work_dir,
            '--cfg-options'] + _options(shapes, bpe_path, 2, interval=2)
-    rc, out = _run(cmd, cwd=str(tmp_path), env={'PORT': '29533', 'PYTHON': sys.executable})
+    env = {'PORT': str(free_port()), 'PYTHON': sys.executable}
+    rc, out = _run(cmd, cwd=str(tmp_path), env=env)
     assert rc == 0, out[-3000:]
     assert 'Distributed training: True' in out
     ckpt = safe_torch_load(osp.join(work_dir, 'iter_2.pth'))

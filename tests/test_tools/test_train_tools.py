@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mmsam3.utils import safe_torch_load
-from tests.utils import make_tiny_coco
+from tests.utils import free_port, make_tiny_coco
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TINY_CFG = osp.join(REPO, 'tests', 'data', 'configs', 'tiny_retinanet.py')
@@ -145,7 +145,8 @@ def test_dist_train_two_processes_on_cpu(tiny_coco, tmp_path):
     cmd = ['bash', osp.join(REPO, 'tools', 'dist_train.sh'), TINY_CFG, '2', '--work-dir',
            work_dir, '--cfg-options', 'env_cfg.dist_cfg.backend=nccl',
            'default_hooks.checkpoint.interval=2'] + _data_options(tiny_coco)
-    rc, out = _run(cmd, cwd=str(tmp_path), env={'PORT': '29517', 'PYTHON': sys.executable})
+    env = {'PORT': str(free_port()), 'PYTHON': sys.executable}
+    rc, out = _run(cmd, cwd=str(tmp_path), env=env)
     assert rc == 0, out[-3000:]
     assert 'Distributed training: True' in out
     assert out.count('Iter(train) [2/2]') == 1  # only rank 0 logs

@@ -1,7 +1,6 @@
 """SAM3 detector: parity with the official model, prompts, bad input, wrappers and export."""
 import os
 import os.path as osp
-import socket
 import sys
 import warnings
 
@@ -11,6 +10,8 @@ import torch
 from mmdet.structures import DetDataSample
 from mmdet.structures.mask import BitmapMasks
 from mmengine.structures import InstanceData
+
+from tests.utils import free_port
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 SIZE = 168
@@ -226,9 +227,7 @@ def _ddp_worker(rank, world_size, port, bpe_path, result_file):
 def test_ddp_two_processes_gloo(bpe_path, tmp_path):
     import torch.multiprocessing as mp
 
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        port = s.getsockname()[1]
+    port = free_port()
     result = str(tmp_path / 'ddp.pt')
     mp.spawn(_ddp_worker, args=(2, port, bpe_path, result), nprocs=2, join=True)
     res = torch.load(result, weights_only=True)
