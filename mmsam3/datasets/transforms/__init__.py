@@ -4,11 +4,12 @@ from .filter_crowds import FilterCrowds
 from .filter_prompts import FilterPromptsWithTooManyTargets
 from .pack_sam3_inputs import SAM3_META_KEYS, PackSAM3Inputs, split_text_prompt
 from .random_offset_pad import RandomOffsetPad
+from .randomize_input_bbox import RandomizeInputBbox
 from .square_resize import sam3_train_scales
 from .text_query_to_visual import TextQueryToVisual
 
 __all__ = [
     'BuildPromptQueries', 'FilterCrowds', 'FilterPromptsWithTooManyTargets', 'PackSAM3Inputs',
-    'SAM3_META_KEYS', 'split_text_prompt', 'RandomOffsetPad', 'sam3_train_scales',
-    'TextQueryToVisual'
+    'SAM3_META_KEYS', 'split_text_prompt', 'RandomOffsetPad', 'RandomizeInputBbox',
+    'sam3_train_scales', 'TextQueryToVisual'
 ]
