@@ -62,14 +62,15 @@ def official(official_sam3_pkg, monkeypatch):
     return ns
 
 
-def build_official_wrapper(ns, with_masks):
-    """The loss of ``roboflow_v100_full_ft_100_images.yaml`` (+ its commented mask variant)."""
+def build_official_wrapper(ns, with_masks, pad_n_queries=200):
+    """The loss of ``roboflow_v100_full_ft_100_images.yaml`` (+ its commented mask variant);
+    ``pad_n_queries`` is the number of queries of the model (200 in SAM 3)."""
     loss_fns = [
         ns.loss_fns.Boxes(weight_dict=dict(loss_bbox=5.0, loss_giou=2.0)),
         ns.loss_fns.IABCEMdetr(
             weak_loss=False, weight_dict=dict(loss_ce=20.0, presence_loss=20.0),
             pos_weight=10.0, alpha=0.25, gamma=2, use_presence=True, pos_focal=False,
-            pad_n_queries=200, pad_scale_pos=1.0),
+            pad_n_queries=pad_n_queries, pad_scale_pos=1.0),
     ]
     if with_masks:
         loss_fns.append(ns.loss_fns.Masks(
