@@ -1,5 +1,6 @@
 # The tiny SAM 3 trained from scratch on the synthetic shapes dataset (CPU friendly).
-#   python tools/data/make_shapes_dataset.py data/shapes --train 400 --val 40 --size 168
+#   python tools/data/make_shapes_dataset.py data/shapes --train 800 --val 40 --size 168 \
+#       --radius 0.15 0.25 --preset distinct
 #   python tools/train.py configs/sam3_tiny_shapes.py
 #   python tools/analysis/learning_check.py          # the whole check, with a plot
 # The tokenizer needs the CLIP BPE vocabulary: set bpe_path (or --cfg-options
@@ -11,7 +12,9 @@ _base_ = [
 
 data_root = 'data/shapes/'
 input_size = 168
-train_scales = [(s, s) for s in range(112, input_size + 1, 14)]
+# Square resize to a random size, then zero-pad to the input size at a random offset (the
+# official recipe scaled down: 480..992 of 1008 there, 140..168 of 168 here).
+train_scales = [(s, s) for s in range(140, input_size + 1, 14)]
 bpe_path = '../shared/data/bpe_simple_vocab_16e6.txt.gz'
 
 # From scratch on a CPU: no dropout / drop path (the official 0.1 is for fine-tuning).
@@ -48,8 +51,8 @@ train_dataloader = dict(
     persistent_workers=True,
     sampler=dict(type='InfiniteSampler', shuffle=True),
     dataset=dict(type='SAM3PromptCocoDataset', data_root=data_root, split='train',
-                 # the official recipe prompts every absent category (-1); 2 trains faster here
-                 num_negative_prompts=2,
+                 # every absent category is a negative prompt, as in the official recipe
+                 num_negative_prompts=-1,
                  filter_cfg=dict(filter_empty_gt=False),
                  pipeline=train_pipeline))
 val_dataloader = dict(
@@ -69,13 +72,13 @@ val_evaluator = [
 ]
 test_evaluator = val_evaluator
 
-max_iters = 2400
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=400)
+max_iters = 5000
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=1000)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),
+    optimizer=dict(type='AdamW', lr=3e-4, weight_decay=0.05),
     clip_grad=dict(max_norm=1.0, norm_type=2))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
@@ -84,7 +87,7 @@ param_scheduler = [
 ]
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50),
-    checkpoint=dict(type='CheckpointHook', interval=400, by_epoch=False, max_keep_ckpts=2,
+    checkpoint=dict(type='CheckpointHook', interval=1000, by_epoch=False, max_keep_ckpts=2,
                     save_best='coco/bbox_mAP_50', rule='greater'))
 log_processor = dict(window_size=50)
 env_cfg = dict(dist_cfg=dict(backend='gloo'))

@@ -17,6 +17,8 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from mmsam3.utils import close_distributed
+
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Test (and eval) a model (mmsam3)')
@@ -64,6 +66,7 @@ def main(argv=None):
     if args.out is not None:
         runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
     metrics = runner.test()
+    close_distributed()
     return metrics
 
 

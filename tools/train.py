@@ -19,6 +19,8 @@ from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from mmsam3.utils import close_distributed
+
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Train a detector (mmsam3)')
@@ -93,6 +95,7 @@ def main(argv=None):
     cfg = apply_args(Config.fromfile(args.config), args)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     runner.train()
+    close_distributed()
 
 
 if __name__ == '__main__':

@@ -90,3 +90,28 @@ def test_loads_with_masks_on_drawn_shapes(tmp_path, shapes_mod, mask_format):
     assert n_checked > 0
     assert len(DATASETS.build(dict(type='SAM3PromptCocoDataset', data_root=out, split='test',
                                    test_mode=True))) == 2
+
+
+def test_distinct_preset_and_radius(tmp_path, shapes_mod):
+    """--preset distinct: 4 categories of their own colour, purple / grey distractors;
+    --radius bounds the drawn shape size."""
+    out = str(tmp_path / 'distinct')
+    shapes_mod.main([out, '--train', '16', '--val', '2', '--size', '168', '--preset', 'distinct',
+                     '--radius', '0.15', '0.25'])
+    train = load(osp.join(out, 'train', '_annotations.coco.json'))
+    names = [c['name'] for c in train['categories']]
+    assert names == list(shapes_mod.DISTINCT_CATEGORIES)
+    assert len({n.split()[0] for n in names}) == len(names)  # one colour per category
+    assert all(d.split()[0] in ('purple', 'grey') for d in shapes_mod.DISTINCT_DISTRACTORS)
+    assert train['annotations']
+    for a in train['annotations']:
+        w, h = a['bbox'][2:]
+        # a shape of circumradius r spans at least r (triangle height 1.5 r) and at most 2 r
+        assert 0.15 * 168 - 2 <= max(w, h) <= 2 * 0.25 * 168 + 2
+
+
+@pytest.mark.parametrize('kwargs', [dict(preset='nope'), dict(radius=(0.3, 0.4)),
+                                    dict(radius=(0.2, 0.1)), dict(radius=(0.1, ))])
+def test_bad_options_raise(tmp_path, shapes_mod, kwargs):
+    with pytest.raises(ValueError):
+        shapes_mod.make_shapes_dataset(str(tmp_path / 'x'), 2, 1, size=96, **kwargs)

@@ -30,9 +30,11 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--data-root', default=osp.join(REPO, 'data', 'shapes'))
     p.add_argument('--work-dir', default=osp.join(REPO, 'work_dirs', 'learning_check'))
-    p.add_argument('--train-images', type=int, default=400)
+    p.add_argument('--train-images', type=int, default=800)
     p.add_argument('--val-images', type=int, default=40)
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--preset', default='distinct', choices=('distinct', 'compositional'),
+                   help='category set of the generated data (see make_shapes_dataset.py)')
     p.add_argument('--max-iters', type=int, default=None, help='default: the config\'s')
     p.add_argument('--val-interval', type=int, default=None)
     p.add_argument('--bpe', default=os.environ.get('MMSAM3_BPE_PATH', DEFAULT_BPE))
@@ -91,13 +93,14 @@ def plot(losses, evals, out_file):
 
 def main(argv=None):
     args = parse_args(argv)
+    start = time.time()
     py = sys.executable
     if not osp.isfile(args.bpe):
         sys.exit(f'CLIP BPE vocabulary not found at {args.bpe} (use --bpe)')
     if not osp.isfile(osp.join(args.data_root, 'valid', '_annotations.coco.json')):
         run([py, osp.join(REPO, 'tools/data/make_shapes_dataset.py'), args.data_root, '--train',
              str(args.train_images), '--val', str(args.val_images), '--seed', str(args.seed),
-             '--size', '168'])
+             '--size', '168', '--radius', '0.15', '0.25', '--preset', args.preset])
     root = args.data_root.rstrip('/') + '/'
     options = [
         f'data_root={root}', f'train_dataloader.dataset.data_root={root}',
@@ -118,10 +121,9 @@ def main(argv=None):
     if args.val_interval:
         options += [f'train_cfg.val_interval={args.val_interval}',
                     f'default_hooks.checkpoint.interval={args.val_interval}']
-    start = time.time()
     run([py, osp.join(REPO, 'tools/train.py'), CONFIG, '--work-dir', args.work_dir,
          '--cfg-options'] + options)
-    train_time = time.time() - start
+    train_time = time.time() - start  # data generation + training + evaluation
 
     losses, evals = read_log(args.work_dir)
     curve = osp.join(args.work_dir, 'curve.png')
@@ -147,7 +149,7 @@ def main(argv=None):
     print(f'work dir:    {args.work_dir} (checkpoint {ckpt})')
     print(f'curve:       {curve}')
     print(f'predictions: {osp.join(args.work_dir, "demo")}')
-    print(f'train+eval wall time: {train_time / 60:.1f} min')
+    print(f'data + train + eval wall time: {train_time / 60:.1f} min')
     for key in ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/segm_mAP', 'coco/segm_mAP_50',
                 'cgf1/bbox_cgF1', 'cgf1/segm_cgF1'):
         if key in final:

@@ -1,7 +1,8 @@
 """Write a small synthetic COCO-format dataset of coloured shapes, in the Roboflow layout.
 
     python tools/data/make_shapes_dataset.py OUT --train 200 --val 40 --seed 0 [--size 224]
-        [--test 0] [--mask-format polygon|rle] [--roboflow-supercategory]
+        [--radius 0.08 0.16] [--preset compositional|distinct] [--test 0]
+        [--mask-format polygon|rle] [--roboflow-supercategory]
 
 Layout (the Roboflow / RF100-VL layout, so ``SAM3PromptCocoDataset(data_root=OUT, split=...)``
 reads it exactly as a downloaded Roboflow set)::
@@ -10,11 +11,20 @@ reads it exactly as a downloaded Roboflow set)::
     OUT/valid/_annotations.coco.json   OUT/valid/000000.png ...
     OUT/test/...                       (only with --test K > 0)
 
-Categories (ids 1..6): "red circle", "blue square", "green triangle", "yellow circle",
-"red square", "blue triangle". Each image has a textured light background, 1-3 target categories
-with 1-3 instances each, and 1-3 distractors: shapes whose colour/shape combination is not a
-category (e.g. "green circle") and that are not annotated. About 1 image in 8 has distractors only
-(negative prompts only). Shapes do not overlap, so each instance mask is exactly the pixels drawn
+Each image has a textured light background, 1-3 target categories with 1-3 instances each, and
+1-3 distractors that are drawn but not annotated; about 1 image in 8 has distractors only
+(negative prompts only). Two category sets (``--preset``):
+
+- ``compositional`` (default; ids 1..6): "red circle", "blue square", "green triangle",
+  "yellow circle", "red square", "blue triangle"; distractors are the other colour/shape pairs
+  (e.g. "green circle"), so matching a phrase needs colour *and* shape;
+- ``distinct`` (ids 1..4): "red circle", "blue square", "green triangle", "yellow circle";
+  distractors are purple or grey shapes, so the colour word alone decides. The from-scratch
+  learning check (``tools/analysis/learning_check.py``) uses it.
+
+A shape's circumradius is drawn uniformly from ``--radius MIN MAX`` (fractions of the image
+side); a shape that finds no free room after 50 tries is left out, and so is not annotated.
+Shapes do not overlap, so each instance mask is exactly the pixels drawn
 for it. Masks are polygons (default; circles as 32-gons, the polygon that is drawn) or compressed
 RLE; every annotation has ``bbox`` (xywh), ``area`` (mask area), ``iscrowd`` 0 and ``segmentation``.
 ``--roboflow-supercategory`` adds Roboflow's supercategory-only category id 0 ("shapes") with no
@@ -34,11 +44,25 @@ COLOURS = {  # BGR, as cv2 writes them
     'green': (50, 180, 50),
     'blue': (220, 80, 30),
     'yellow': (30, 220, 235),
+    'purple': (150, 40, 140),
+    'grey': (110, 110, 110),
 }
 SHAPES = ('circle', 'square', 'triangle')
+# "compositional": categories share colours and shapes ("red circle" vs "red square"), and the
+# distractors are the other colour/shape combinations, so a phrase is only matched by binding
+# its colour to its shape.
 CATEGORIES = ('red circle', 'blue square', 'green triangle', 'yellow circle', 'red square',
               'blue triangle')
-DISTRACTORS = tuple(f'{c} {s}' for c in COLOURS for s in SHAPES if f'{c} {s}' not in CATEGORIES)
+DISTRACTORS = tuple(f'{c} {s}' for c in ('red', 'green', 'blue', 'yellow') for s in SHAPES
+                    if f'{c} {s}' not in CATEGORIES)
+# "distinct": every category has a colour of its own and the distractors are purple or grey
+# shapes; the colour word decides, which a model trained from scratch learns in minutes.
+DISTINCT_CATEGORIES = ('red circle', 'blue square', 'green triangle', 'yellow circle')
+DISTINCT_DISTRACTORS = tuple(f'{c} {s}' for c in ('purple', 'grey') for s in SHAPES)
+PRESETS = {
+    'compositional': (CATEGORIES, DISTRACTORS),
+    'distinct': (DISTINCT_CATEGORIES, DISTINCT_DISTRACTORS),
+}
 
 
 def shape_polygon(shape: str, cx: float, cy: float, r: float, rng) -> np.ndarray:
@@ -55,22 +79,23 @@ def shape_polygon(shape: str, cx: float, cy: float, r: float, rng) -> np.ndarray
     return np.stack([cx + r * np.cos(t), cy + r * np.sin(t)], 1)
 
 
-def draw_image(rng, size: int):
+def draw_image(rng, size: int, radius=(0.08, 0.16), preset: str = 'compositional'):
     """One image and its objects: list of (name, polygon) for targets and distractors."""
+    categories, distractors = PRESETS[preset]
     base = rng.integers(170, 235, size=3)
     img = np.clip(base + rng.normal(0, 8, (size, size, 3)), 0, 255).astype(np.uint8)
     if rng.random() < 1 / 8:
         names = []
     else:
-        cats = rng.choice(len(CATEGORIES), size=rng.integers(1, 4), replace=False)
-        names = [CATEGORIES[c] for c in cats for _ in range(rng.integers(1, 4))]
-    names += [DISTRACTORS[d] for d in rng.integers(0, len(DISTRACTORS), rng.integers(1, 4))]
+        cats = rng.choice(len(categories), size=rng.integers(1, 4), replace=False)
+        names = [categories[c] for c in cats for _ in range(rng.integers(1, 4))]
+    names += [distractors[d] for d in rng.integers(0, len(distractors), rng.integers(1, 4))]
     order = rng.permutation(len(names))
     placed = []  # (name, polygon, (x1, y1, x2, y2))
     for i in order:
         name = names[i]
         for _ in range(50):  # rejection sampling: no two shapes' boxes overlap
-            r = rng.uniform(0.08, 0.16) * size
+            r = rng.uniform(*radius) * size
             cx, cy = rng.uniform(r + 2, size - r - 2, size=2)
             box = (cx - r - 2, cy - r - 2, cx + r + 2, cy + r + 2)
             if all(box[2] <= b[0] or b[2] <= box[0] or box[3] <= b[1] or b[3] <= box[1]
@@ -88,14 +113,16 @@ def draw_image(rng, size: int):
 
 
 def write_split(out_dir: str, num: int, rng, size: int, mask_format: str,
-                supercategory: bool) -> dict:
+                supercategory: bool, radius=(0.08, 0.16),
+                preset: str = 'compositional') -> dict:
     os.makedirs(out_dir, exist_ok=True)
-    cat_id = {n: i + 1 for i, n in enumerate(CATEGORIES)}
+    categories_names = PRESETS[preset][0]
+    cat_id = {n: i + 1 for i, n in enumerate(categories_names)}
     categories = [dict(id=0, name='shapes', supercategory='none')] if supercategory else []
-    categories += [dict(id=cat_id[n], name=n, supercategory='shapes') for n in CATEGORIES]
+    categories += [dict(id=cat_id[n], name=n, supercategory='shapes') for n in categories_names]
     images, annotations = [], []
     for i in range(num):
-        img, objects = draw_image(rng, size)
+        img, objects = draw_image(rng, size, radius, preset)
         name = f'{i:06d}.png'
         cv2.imwrite(osp.join(out_dir, name), img)
         images.append(dict(id=i, file_name=name, width=size, height=size))
@@ -126,19 +153,26 @@ def write_split(out_dir: str, num: int, rng, size: int, mask_format: str,
 
 def make_shapes_dataset(out: str, train: int, val: int, seed: int = 0, size: int = 224,
                         test: int = 0, mask_format: str = 'polygon',
-                        supercategory: bool = False) -> dict:
+                        supercategory: bool = False, radius=(0.08, 0.16),
+                        preset: str = 'compositional') -> dict:
     """Write the dataset; returns ``{split: coco_dict}``. Each split has its own RNG stream."""
     if mask_format not in ('polygon', 'rle'):
         raise ValueError(f"mask_format must be 'polygon' or 'rle', got {mask_format!r}")
     if size < 64:
         raise ValueError(f'size must be >= 64, got {size}')
+    if preset not in PRESETS:
+        raise ValueError(f'preset must be one of {sorted(PRESETS)}, got {preset!r}')
+    if len(radius) != 2 or not 0 < radius[0] <= radius[1] <= 0.25:
+        raise ValueError(f'radius must be (min, max) with 0 < min <= max <= 0.25 of the image '
+                         f'side, got {tuple(radius)}')
     out_splits = {}
     for k, (split, num) in enumerate((('train', train), ('valid', val), ('test', test))):
         if num <= 0 and split == 'test':
             continue
         rng = np.random.default_rng([seed, k])
         out_splits[split] = write_split(
-            osp.join(out, split), num, rng, size, mask_format, supercategory)
+            osp.join(out, split), num, rng, size, mask_format, supercategory, tuple(radius),
+            preset)
     return out_splits
 
 
@@ -150,6 +184,11 @@ def parse_args(argv=None):
     p.add_argument('--test', type=int, default=0, help='number of test images (0: no test/)')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--size', type=int, default=224, help='square image side')
+    p.add_argument('--radius', type=float, nargs=2, default=(0.08, 0.16), metavar=('MIN', 'MAX'),
+                   help='shape radius range, as fractions of the image side')
+    p.add_argument('--preset', choices=sorted(PRESETS), default='compositional',
+                   help='category set: compositional (6 categories sharing colours and shapes) '
+                   'or distinct (4 categories, one colour each)')
     p.add_argument('--mask-format', choices=('polygon', 'rle'), default='polygon')
     p.add_argument('--roboflow-supercategory', action='store_true',
                    help="add Roboflow's supercategory-only category id 0 ('shapes')")
@@ -159,7 +198,8 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     splits = make_shapes_dataset(args.out, args.train, args.val, args.seed, args.size,
-                                 args.test, args.mask_format, args.roboflow_supercategory)
+                                 args.test, args.mask_format, args.roboflow_supercategory,
+                                 args.radius, args.preset)
     for split, coco in splits.items():
         print(f"{split}: {len(coco['images'])} images, {len(coco['annotations'])} instances -> "
               f"{osp.join(args.out, split, '_annotations.coco.json')}")
