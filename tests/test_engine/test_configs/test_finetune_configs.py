@@ -3,22 +3,13 @@ import os.path as osp
 
 import pytest
 import torch
+# The sizes of configs/_base_/models/sam3_tiny.py, applied over an experiment's model, live in the
+# memory tool (tools/analysis is on sys.path through tests/conftest.py).
+from train_memory import TINY_SIZES as TINY
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 CONFIGS = ['sam3_vit-l_full-ft_1xb1-rf100_coco.py', 'sam3_vit-l_frozen-towers_1xb1_coco.py',
            'sam3_vit-l_lora_1xb1_coco.py']
-
-# Sizes of configs/_base_/models/sam3_tiny.py, applied over an experiment's model.
-TINY = dict(
-    backbone=dict(img_size=168, embed_dim=64, depth=4, num_heads=4, window_size=6,
-                  global_att_blocks=(1, 3), pretrain_img_size=84),
-    neck=dict(in_channels=64, out_channels=64),
-    text_encoder=dict(d_model=64, width=64, heads=4, layers=2),
-    geometry_encoder=dict(d_model=64, num_layers=2, dim_feedforward=128),
-    encoder=dict(num_layers=2, d_model=64, dim_feedforward=128),
-    decoder=dict(num_layers=2, d_model=64, dim_feedforward=128, num_queries=20),
-    scoring_head=dict(d_model=64, d_proj=64, mlp_hidden_dim=128),
-    mask_head=dict(d_model=64))
 
 
 def load(name, bpe_path=None):
