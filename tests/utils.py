@@ -79,6 +79,21 @@ def randomize_parameters(module, seed=0):
                 p.copy_(0.1 * torch.randn(p.shape, generator=g))
 
 
+def random_linear_functional(reference, seed=0):
+    """A scalar function ``f(outputs) = sum_k <W_k, outputs[k]>`` with seeded random ``W_k``
+    shaped like ``reference[k]``: one backward pass through it checks the gradients of every
+    output of a parity test at once."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    weights = {k: torch.randn(v.shape, generator=g) for k, v in reference.items()}
+
+    def functional(outputs):
+        return sum((outputs[k] * weights[k]).sum() for k in weights)
+
+    return functional
+
+
 def free_port():
     """A TCP port on loopback that nothing listens on right now (for torchrun's master)."""
     import socket

@@ -27,7 +27,7 @@ from mmdet.structures import DetDataSample
 from mmdet.structures.mask import BitmapMasks
 from mmengine.structures import InstanceData
 
-from tests.utils import randomize_parameters
+from tests.utils import random_linear_functional, randomize_parameters
 
 SIZE = 168
 NQ = 20  # queries of the tiny model
@@ -333,12 +333,7 @@ def test_train_outputs_and_grads_match_official(pair):
     assert (ref['logits'][:, :, :NQ] - ref['logits'][:, :, NQ:]).abs().max() > 1e-3
     assert ref['boxes'].min() > 1e-3 and ref['boxes'].max() < 1 - 1e-3
 
-    g = torch.Generator().manual_seed(7)
-    weights = {k: torch.randn(v.shape, generator=g) for k, v in ref.items()}
-
-    def functional(o):
-        return sum((o[k] * weights[k]).sum() for k in weights)
-
+    functional = random_linear_functional(ref, seed=7)
     functional(ref).backward()
     functional(out).backward()
     modules, inputs = check_grads(ours, official, captured, ref_tensors)

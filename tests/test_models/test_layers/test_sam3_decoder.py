@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from mmsam3.models.layers import SAM3Decoder
+from tests.utils import random_linear_functional
 from tests.utils import randomize_parameters as _randomize
 
 D, HEADS, FFN, LAYERS, NQ = 32, 4, 64, 3, 5
@@ -128,12 +129,7 @@ def test_decoder_train_dac_parity_with_grads(official_sam3_pkg):
     # The one-to-many half skips self-attention, so it differs from the one-to-one half.
     assert (out['hs'][:, :, :NQ] - out['hs'][:, :, NQ:]).abs().max() > 1e-4
 
-    g = torch.Generator().manual_seed(3)
-    weights = {k: torch.randn(v.shape, generator=g) for k, v in ref.items()}
-
-    def loss_of(res):
-        return sum((res[k] * weights[k]).sum() for k in weights)
-
+    loss_of = random_linear_functional(ref, seed=3)
     loss_of(ref).backward()
     loss_of(out).backward()
     official_grads = dict(official.named_parameters())
