@@ -130,3 +130,14 @@ def test_tools_test_prints_coco_ap_and_cgf1(shapes, bpe_path, tmp_path):
                 'cgf1/segm_cgF1:', 'cgf1/bbox_IL_MCC:'):
         assert key in out, key
     assert osp.isfile(tmp_path / 'results.pkl')
+
+
+def test_learning_check_refuses_data_of_another_preset(shapes, bpe_path, tmp_path):
+    """An existing data root with the compositional categories is not silently reused for the
+    (distinct-preset) check: it stops before training, naming the file."""
+    rc, out = _run([sys.executable, osp.join(REPO, 'tools/analysis/learning_check.py'),
+                    '--data-root', shapes, '--work-dir', str(tmp_path / 'work'), '--bpe',
+                    bpe_path], cwd=str(tmp_path))
+    assert rc != 0
+    assert 'not those of --preset distinct' in out and '_annotations.coco.json' in out
+    assert not osp.exists(tmp_path / 'work')

@@ -91,16 +91,33 @@ def plot(losses, evals, out_file):
     fig.savefig(out_file, dpi=100)
 
 
+def check_existing_data(val_json, preset):
+    """An existing dataset is reused only when it holds the categories of ``preset``."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'make_shapes_dataset', osp.join(REPO, 'tools', 'data', 'make_shapes_dataset.py'))
+    shapes = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(shapes)
+    with open(val_json) as f:
+        names = [c['name'] for c in json.load(f)['categories']]
+    if names != list(shapes.PRESETS[preset][0]):
+        sys.exit(f'{val_json} holds the categories {names}, not those of --preset {preset}; '
+                 f'delete that dataset or pass another --data-root')
+
+
 def main(argv=None):
     args = parse_args(argv)
     start = time.time()
     py = sys.executable
     if not osp.isfile(args.bpe):
         sys.exit(f'CLIP BPE vocabulary not found at {args.bpe} (use --bpe)')
-    if not osp.isfile(osp.join(args.data_root, 'valid', '_annotations.coco.json')):
+    val_json = osp.join(args.data_root, 'valid', '_annotations.coco.json')
+    if not osp.isfile(val_json):
         run([py, osp.join(REPO, 'tools/data/make_shapes_dataset.py'), args.data_root, '--train',
              str(args.train_images), '--val', str(args.val_images), '--seed', str(args.seed),
              '--size', '168', '--radius', '0.15', '0.25', '--preset', args.preset])
+    else:
+        check_existing_data(val_json, args.preset)
     root = args.data_root.rstrip('/') + '/'
     options = [
         f'data_root={root}', f'train_dataloader.dataset.data_root={root}',
