@@ -4,8 +4,8 @@
     python tools/analysis/learning_check.py --max-iters 300     # a quick end-to-end run
 
 Steps (all through the real tools):
-1. ``tools/data/make_shapes_dataset.py`` writes the dataset (an existing one is reused when it holds the
-   categories of ``--preset``, and refused otherwise);
+1. ``tools/data/make_shapes_dataset.py`` writes the dataset (an existing one is reused when it
+   holds the categories of ``--preset``, and refused otherwise);
 2. ``tools/train.py configs/sam3_tiny_shapes.py`` trains the tiny model from scratch, evaluating
    with mmdet's ``CocoMetric`` (and cgF1) every ``--val-interval`` iterations;
 3. the training log becomes ``curve.png`` (loss and bbox AP50 against iterations);
