@@ -1,8 +1,8 @@
 # The tiny SAM 3 trained from scratch on the synthetic shapes dataset (CPU friendly).
-#   python tools/data/make_shapes_dataset.py data/shapes --train 800 --val 40 --size 168 \
-#       --radius 0.15 0.25 --preset distinct
+#   python tools/dataset_converters/make_shapes_dataset.py data/shapes --train 800 --val 40 \
+#       --size 168 --radius 0.15 0.25 --preset distinct
 #   python tools/train.py configs/sam3_tiny_shapes.py
-#   python tools/analysis/learning_check.py          # the whole check, with a plot
+#   python tools/analysis_tools/learning_check.py    # the whole check, with a plot
 # The tokenizer needs the CLIP BPE vocabulary: set bpe_path (or --cfg-options
 # model.tokenizer.bpe_path=...).
 _base_ = [
@@ -24,7 +24,7 @@ model = dict(
     geometry_encoder=dict(dropout=0.0),
     encoder=dict(dropout=0.0),
     decoder=dict(dropout=0.0),
-    scoring_head=dict(dropout=0.0),
+    bbox_head=dict(scoring_head=dict(dropout=0.0)),
     test_cfg=dict(score_thr=0.0, max_per_img=100))
 
 train_pipeline = [

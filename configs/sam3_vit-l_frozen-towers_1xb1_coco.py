@@ -22,6 +22,6 @@ model = dict(
     geometry_encoder=dict(with_cp=True),
     encoder=dict(with_cp=True),
     decoder=dict(with_cp=True),
-    mask_head=dict(with_cp=True))
+    bbox_head=dict(mask_head=dict(with_cp=True)))
 
 optim_wrapper = dict(type='AmpOptimWrapper', dtype='bfloat16', loss_scale='dynamic')

@@ -28,8 +28,9 @@ model = dict(
     encoder=dict(with_cp=True),
     decoder=dict(with_cp=True),
     # Official RF100-VL fine-tuning builds the model with enable_segmentation=False.
-    mask_head=None,
-    criterion=dict(mask_loss=None, cls_loss=dict(type='SAM3IABCELoss', pos_weight=10.0)))
+    bbox_head=dict(
+        mask_head=None,
+        criterion=dict(mask_loss=None, cls_loss=dict(type='SAM3IABCELoss', pos_weight=10.0))))
 
 train_dataloader = dict(dataset=dict(num_images=num_train_images))
 

@@ -22,7 +22,7 @@ model = dict(
     geometry_encoder=dict(with_cp=True),
     encoder=dict(with_cp=True),
     decoder=dict(with_cp=True),
-    mask_head=dict(with_cp=True))
+    bbox_head=dict(mask_head=dict(with_cp=True)))
 
 # LoRA matrices start at B = 0 and need a larger lr than the official full-fine-tune tower lrs.
 optim_wrapper = dict(

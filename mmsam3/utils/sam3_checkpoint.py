@@ -20,8 +20,8 @@ PREFIX_MAP = (
     ('geometry_encoder.', 'geometry_encoder.'),
     ('transformer.encoder.', 'encoder.'),
     ('transformer.decoder.', 'decoder.'),
-    ('dot_prod_scoring.', 'scoring_head.'),
-    ('segmentation_head.', 'mask_head.'),
+    ('dot_prod_scoring.', 'bbox_head.scoring_head.'),
+    ('segmentation_head.', 'bbox_head.mask_head.'),
 )
 
 # (official key pattern, reason): entries that are dropped on purpose.

@@ -14,6 +14,7 @@ model = dict(
     geometry_encoder=dict(d_model=d_model, num_layers=2, dim_feedforward=128),
     encoder=dict(num_layers=2, d_model=d_model, dim_feedforward=128),
     decoder=dict(num_layers=2, d_model=d_model, dim_feedforward=128, num_queries=20),
-    scoring_head=dict(d_model=d_model, d_proj=d_model, mlp_hidden_dim=128),
-    mask_head=dict(d_model=d_model),
-    criterion=dict(cls_loss=dict(type='SAM3IABCELoss', pad_n_queries=20)))
+    bbox_head=dict(
+        scoring_head=dict(d_model=d_model, d_proj=d_model, mlp_hidden_dim=128),
+        mask_head=dict(d_model=d_model),
+        criterion=dict(cls_loss=dict(type='SAM3IABCELoss', pad_n_queries=20))))

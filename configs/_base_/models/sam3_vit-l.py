@@ -39,10 +39,13 @@ model = dict(
     decoder=dict(type='SAM3Decoder', num_layers=6, d_model=d_model, num_heads=8,
                  dim_feedforward=2048, dropout=0.1, num_queries=200, dac=True,
                  with_presence_token=True),
-    scoring_head=dict(type='SAM3ScoringHead', d_model=d_model, d_proj=d_model,
-                      mlp_hidden_dim=2048, dropout=0.1, clamp_max_val=12.0),
-    mask_head=dict(type='SAM3MaskHead', d_model=d_model, num_heads=8, num_upsampling_stages=3),
-    criterion=dict(type='SAM3Criterion'),
+    bbox_head=dict(
+        type='SAM3Head',
+        scoring_head=dict(type='SAM3ScoringHead', d_model=d_model, d_proj=d_model,
+                          mlp_hidden_dim=2048, dropout=0.1, clamp_max_val=12.0),
+        mask_head=dict(type='SAM3MaskHead', d_model=d_model, num_heads=8,
+                       num_upsampling_stages=3),
+        criterion=dict(type='SAM3Criterion')),
     # score = sigmoid(logit) * sigmoid(presence); every query is kept by default (official eval).
     test_cfg=dict(score_thr=0.0, max_per_prompt=-1, max_per_img=100, mask_thr=0.5,
                   with_masks=True))

@@ -2,7 +2,7 @@
 from .build_prompt_queries import BuildPromptQueries
 from .filter_crowds import FilterCrowds
 from .filter_prompts import FilterPromptsWithTooManyTargets
-from .pack_sam3_inputs import SAM3_META_KEYS, PackSAM3Inputs, split_text_prompt
+from .pack_sam3_inputs import SAM3_META_KEYS, PackSAM3Inputs
 from .random_offset_pad import RandomOffsetPad
 from .randomize_input_bbox import RandomizeInputBbox
 from .square_resize import sam3_train_scales
@@ -10,6 +10,6 @@ from .text_query_to_visual import TextQueryToVisual
 
 __all__ = [
     'BuildPromptQueries', 'FilterCrowds', 'FilterPromptsWithTooManyTargets', 'PackSAM3Inputs',
-    'SAM3_META_KEYS', 'split_text_prompt', 'RandomOffsetPad', 'RandomizeInputBbox',
+    'SAM3_META_KEYS', 'RandomOffsetPad', 'RandomizeInputBbox',
     'sam3_train_scales', 'TextQueryToVisual'
 ]

@@ -11,29 +11,21 @@ Output (``dict(inputs, data_samples)``):
     P), optional ``prompt_boxes`` (list of float32 (K, 4) xyxy) / ``prompt_box_labels`` (list of
     int64 (K,)), ``text`` (what mmdet's DetInferencer passes), ``pad_param`` / ``pad_shape``.
 
-When ``texts`` is absent but ``text`` is given (DetInferencer / Grounding-DINO style: a list, or a
-str such as ``'cat . dog .'`` split on ' . '), ``texts`` is derived from it and
-``prompt_labels`` defaults to ``range(len(texts))``.
+When ``texts`` is absent but ``text`` is given (DetInferencer / Grounding-DINO style: a list,
+or a str such as ``'cat . dog .'``, split by :func:`mmsam3.utils.parse_text_prompt`), ``texts`` is
+derived from it and ``prompt_labels`` defaults to ``range(len(texts))``.
 """
-from typing import List, Sequence, Union
+from typing import Sequence
 
 import torch
 from mmdet.datasets.transforms import PackDetInputs
 from mmdet.registry import TRANSFORMS
 
+from ...utils.text_prompt import parse_text_prompt
+
 SAM3_META_KEYS = ('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'flip',
                   'flip_direction', 'pad_shape', 'pad_param', 'texts', 'prompt_labels',
                   'prompt_boxes', 'prompt_box_labels', 'text', 'custom_entities')
-
-
-def split_text_prompt(text: Union[str, Sequence[str]]) -> List[str]:
-    """``'cat . dog .'`` -> ``['cat', 'dog']``; a list / tuple is returned as a list of str."""
-    if isinstance(text, str):
-        s = text.strip()
-        if s.endswith('.'):
-            s = s[:-1].rstrip()
-        return [t.strip() for t in s.split(' . ') if t.strip()]
-    return [str(t) for t in text]
 
 
 @TRANSFORMS.register_module()
@@ -48,7 +40,7 @@ class PackSAM3Inputs(PackDetInputs):
 
     def transform(self, results: dict) -> dict:
         if 'texts' not in results and results.get('text') is not None:
-            results['texts'] = split_text_prompt(results['text'])
+            results['texts'] = parse_text_prompt(results['text'])
         if 'texts' in results:
             results['texts'] = list(results['texts'])
             if 'prompt_labels' not in results:

@@ -3,60 +3,33 @@
 Data flow for ``B_img`` images carrying ``B`` prompts in total (one prompt = one noun phrase,
 optionally with exemplar boxes)::
 
-    inputs (B_img, 3, H, W) ─ backbone (ViT) ─ neck (simple FPN) ─ [s4, s8, s16] maps
-    texts (unique strings) ─ tokenizer ─ text_encoder ─ (L, N_text, C)
-                                      gather per prompt (img_ids, text_ids)
-    s16 tokens (HW, B, C) + exemplar boxes ─ geometry_encoder ─ geo tokens (S_g, B, C)
+    inputs (B_img, 3, H, W) ─ backbone (ViT) ─ neck (simple FPN) ─ levels at strides 3.5, 7, 14
+    texts (distinct strings) ─ tokenizer ─ text_encoder ─ (N_text, L, C), gathered per prompt
+    stride-14 tokens (HW, B, C) + exemplar boxes ─ geometry_encoder ─ geo tokens (S_g, B, C)
     prompt = [text tokens; geo tokens] (S, B, C) with padding mask (B, S)
-    encoder: s16 tokens attend to the prompt ─ memory (HW, B, C)
+    encoder: stride-14 tokens attend to the prompt ─ memory (HW, B, C)
     decoder: Q queries attend to prompt + memory ─ hs (L_dec, B, Q, C), boxes, presence
-    scoring_head(hs, prompt) ─ logits (L_dec, B, Q, 1)
-    mask_head([s4, s8], memory, hs[-1], prompt) ─ masks (B, Q, H/4, W/4)
+    bbox_head: scoring (hs vs prompt) ─ logits (L_dec, B, Q, 1); masks from the stride-3.5 and
+        stride-7 levels + memory ─ (B, Q, 4H/14, 4W/14); loss / post-processing
 
-The image tower runs once per image and the text tower once per distinct phrase, whatever the
-number of prompts. The final score of a query is ``sigmoid(logit) * sigmoid(presence)``, as in
-the official model. Prompts come from each ``DetDataSample``: metainfo ``texts`` (or ``text`` as
-mmdet's ``DetInferencer`` passes it), ``prompt_labels``, and optional ``prompt_boxes`` /
-``prompt_box_labels``.
+Stages, each callable with tensors (the deployed model exports exactly these):
+``extract_feat`` (image tower), ``text_encoder`` (token ids -> features), ``forward_transformer``
+(geometry encoder, fusion encoder, decoder) and ``bbox_head`` (:class:`SAM3Head`);
+``forward_prompt_feats`` chains the last two. The image tower runs once per image and the text
+tower once per distinct phrase, whatever the number of prompts. Prompts come from each
+``DetDataSample`` (see :class:`~mmsam3.models.utils.PromptBatch`).
 """
 import copy
-import warnings
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 from mmdet.models.detectors.base import BaseDetector
 from mmdet.registry import MODELS
-from mmdet.structures import DetDataSample, OptSampleList, SampleList
-from mmdet.structures.bbox import bbox_cxcywh_to_xyxy, bbox_xyxy_to_cxcywh
-from mmengine.structures import InstanceData
+from mmdet.structures import OptSampleList, SampleList
 from torch import Tensor
 
 from ..layers.position_encoding import SAM3SinePositionEncoding
-
-
-def prompts_of(data_sample) -> Tuple[List[str], List[int]]:
-    """The noun phrases of one sample and the label each one predicts.
-
-    ``texts`` (list) wins over ``text``; a ``text`` string is split on ``'.'`` like mmdet's
-    Grounding DINO custom entities (``'fish . shark'``). ``prompt_labels`` defaults to the
-    prompt index.
-    """
-    meta = data_sample.metainfo
-    texts = meta.get('texts', None)
-    if texts is None:
-        texts = meta.get('text', None)
-    if texts is None:
-        texts = []
-    elif isinstance(texts, str):
-        texts = [t.strip() for t in texts.split('.') if t.strip()] or [texts]
-    texts = list(texts)
-    labels = meta.get('prompt_labels', None)
-    labels = list(range(len(texts))) if labels is None else [int(x) for x in labels]
-    if len(labels) != len(texts):
-        raise ValueError(f'{len(texts)} prompts but {len(labels)} prompt_labels in sample '
-                         f'{meta.get("img_path", "")}')
-    return texts, labels
+from ..utils.prompt_batch import PromptBatch
 
 
 @MODELS.register_module()
@@ -64,15 +37,14 @@ class SAM3(BaseDetector):
     """SAM 3 promptable concept detector / segmenter.
 
     Args:
-        backbone, neck, text_encoder, geometry_encoder, encoder, decoder, scoring_head (dict):
-            configs of the components (see ``configs/_base_/models/sam3_vit-l.py``).
+        backbone, neck, text_encoder, geometry_encoder, encoder, decoder (dict): configs of the
+            towers and transformer stages (see ``configs/_base_/models/sam3_vit-l.py``).
+        bbox_head (dict): :class:`SAM3Head` config (scoring, masks, criterion); its
+            ``num_queries`` defaults to the decoder's and ``train_cfg`` / ``test_cfg`` come
+            from here, as in mmdet's DETR detectors.
         tokenizer (dict): config of :class:`SAM3Tokenizer`; built lazily on the first text
             prompt, so a model can be built (and loaded) without the BPE file at hand.
-        mask_head (dict, optional): segmentation head; None for box-only models.
-        criterion (dict, optional): training loss (:class:`SAM3Criterion`); needed by ``loss``.
-        train_cfg (dict, optional): unused keys are kept for mmdet compatibility.
-        test_cfg (dict, optional): ``score_thr`` (0.0), ``max_per_prompt`` (all queries),
-            ``max_per_img`` (100), ``mask_thr`` (0.5, on probabilities), ``with_masks`` (True).
+        train_cfg, test_cfg (dict, optional): passed to the head (see :class:`SAM3Head`).
         data_preprocessor (dict, optional): mmdet ``DetDataPreprocessor`` config.
         frozen_modules (Sequence[str]): children to freeze for fine-tuning, e.g.
             ``('backbone', 'text_encoder')`` (frozen towers). Their parameters get
@@ -90,10 +62,8 @@ class SAM3(BaseDetector):
                  geometry_encoder: dict,
                  encoder: dict,
                  decoder: dict,
-                 scoring_head: dict,
+                 bbox_head: dict,
                  tokenizer: dict,
-                 mask_head: Optional[dict] = None,
-                 criterion: Optional[dict] = None,
                  train_cfg: Optional[dict] = None,
                  test_cfg: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
@@ -107,18 +77,15 @@ class SAM3(BaseDetector):
         self.geometry_encoder = MODELS.build(geometry_encoder)
         self.encoder = MODELS.build(encoder)
         self.decoder = MODELS.build(decoder)
-        self.scoring_head = MODELS.build(scoring_head)
-        self.mask_head = MODELS.build(mask_head) if mask_head is not None else None
-        self.criterion = MODELS.build(criterion) if criterion is not None else None
+        bbox_head = copy.deepcopy(bbox_head)
+        bbox_head.setdefault('num_queries', self.decoder.num_queries)
+        bbox_head.update(train_cfg=train_cfg, test_cfg=test_cfg)
+        self.bbox_head = MODELS.build(bbox_head)
         self.tokenizer_cfg = copy.deepcopy(tokenizer)
         self._tokenizer = None
-        self.d_model = self.decoder.d_model
-        self.num_queries = self.decoder.num_queries
-        self.position_encoding = SAM3SinePositionEncoding(num_feats=self.d_model)
-        self.train_cfg = train_cfg or {}
-        self.test_cfg = dict(score_thr=0.0, max_per_prompt=-1, max_per_img=100, mask_thr=0.5,
-                             with_masks=True)
-        self.test_cfg.update(test_cfg or {})
+        self.position_encoding = SAM3SinePositionEncoding(num_feats=self.decoder.d_model)
+        self.train_cfg = train_cfg
+        self.test_cfg = test_cfg
         self._freeze_dead_parameters()
         if lora is not None:
             from ..utils.lora import apply_lora
@@ -154,157 +121,95 @@ class SAM3(BaseDetector):
         idle only in some steps (box-exemplar pooling, the semantic head without its loss).
         """
         dead = ['text_encoder.encoder.text_projection', 'geometry_encoder.points_']
-        if self.mask_head is not None:
+        mask_head = self.bbox_head.mask_head
+        if mask_head is not None:
             used_stages = getattr(self.neck, 'num_outs', 3) - 1
-            for i in range(used_stages, len(self.mask_head.pixel_decoder.conv_layers)):
-                dead += [f'mask_head.pixel_decoder.conv_layers.{i}.',
-                         f'mask_head.pixel_decoder.norms.{i}.']
+            for i in range(used_stages, len(mask_head.pixel_decoder.conv_layers)):
+                dead += [f'bbox_head.mask_head.pixel_decoder.conv_layers.{i}.',
+                         f'bbox_head.mask_head.pixel_decoder.norms.{i}.']
         for name, param in self.named_parameters():
             if any(name == d or name.startswith(d) for d in dead):
                 param.requires_grad_(False)
 
     # ------------------------------------------------------------------------------------------
-    # prompts
+    # stages
     @property
     def tokenizer(self):
         if self._tokenizer is None:
             self._tokenizer = MODELS.build(self.tokenizer_cfg)
         return self._tokenizer
 
-    def encode_texts(self, texts: Sequence[str]) -> Tuple[Tensor, Tensor]:
-        """Text tower: ``(L, N, C)`` sequence-first features and ``(N, L)`` padding mask."""
-        device = next(self.text_encoder.parameters()).device
-        token_ids = self.tokenizer(list(texts)).to(device)
-        feats, pad_mask = self.text_encoder(token_ids)
-        return feats.transpose(0, 1), pad_mask
-
-    def _collect_prompts(self, batch_data_samples: SampleList):
-        """Flatten the prompts of a batch: one entry per (image, prompt) pair."""
-        img_ids, texts, labels, boxes, box_labels = [], [], [], [], []
-        for i, sample in enumerate(batch_data_samples):
-            sample_texts, sample_labels = prompts_of(sample)
-            meta = sample.metainfo
-            p_boxes = meta.get('prompt_boxes', None)
-            p_box_labels = meta.get('prompt_box_labels', None)
-            if p_boxes is not None and len(p_boxes) != len(sample_texts):
-                raise ValueError(f'{len(sample_texts)} prompts but {len(p_boxes)} prompt_boxes '
-                                 f'entries in sample {meta.get("img_path", i)}')
-            for j, (text, label) in enumerate(zip(sample_texts, sample_labels)):
-                if not isinstance(text, str):
-                    raise TypeError(f'prompt {j} of image {i} is {type(text).__name__}, not str')
-                img_ids.append(i)
-                texts.append(text)
-                labels.append(label)
-                b = None if p_boxes is None else p_boxes[j]
-                bl = None if p_box_labels is None else p_box_labels[j]
-                boxes.append(b)
-                box_labels.append(bl)
-        return img_ids, texts, labels, boxes, box_labels
-
-    def _pack_boxes(self, boxes, box_labels, batch_input_shape, device):
-        """Exemplar boxes (xyxy input pixels) -> ``(N, B, 4)`` cxcywh in [0, 1], mask, labels.
-
-        Boxes reaching outside the image are clipped to it; a box with no area left raises.
-        """
-        h, w = batch_input_shape
-        scale = torch.tensor([w, h, w, h], dtype=torch.float32, device=device)
-        per_prompt = []
-        for p, (b, bl) in enumerate(zip(boxes, box_labels)):
-            if b is None or len(b) == 0:
-                per_prompt.append((torch.zeros(0, 4, device=device),
-                                   torch.zeros(0, dtype=torch.long, device=device)))
-                continue
-            b = torch.as_tensor(b, dtype=torch.float32, device=device).reshape(-1, 4)
-            if not torch.isfinite(b).all():
-                raise ValueError(f'prompt {p}: exemplar boxes contain NaN/inf: {b.tolist()}')
-            clipped = torch.minimum(torch.maximum(b, torch.zeros_like(scale)), scale)
-            if (clipped[:, 2] <= clipped[:, 0]).any() or (clipped[:, 3] <= clipped[:, 1]).any():
-                raise ValueError(
-                    f'prompt {p}: exemplar box(es) {b.tolist()} (xyxy, input pixels) have no '
-                    f'area inside the {w}x{h} input image')
-            if not torch.equal(clipped, b):
-                warnings.warn(f'prompt {p}: exemplar boxes clipped to the {w}x{h} input image')
-            bl = (torch.ones(len(b), dtype=torch.long, device=device) if bl is None else
-                  torch.as_tensor(bl, device=device).long().reshape(-1))
-            if len(bl) != len(b):
-                raise ValueError(f'prompt {p}: {len(b)} exemplar boxes but {len(bl)} labels')
-            per_prompt.append((bbox_xyxy_to_cxcywh(clipped / scale), bl))
-        num = max([len(x[0]) for x in per_prompt] + [0])
-        bs = len(per_prompt)
-        packed = torch.zeros(num, bs, 4, device=device)
-        mask = torch.ones(bs, num, dtype=torch.bool, device=device)
-        labels = torch.zeros(num, bs, dtype=torch.long, device=device)
-        for p, (b, bl) in enumerate(per_prompt):
-            packed[:len(b), p] = b
-            labels[:len(b), p] = bl
-            mask[p, :len(b)] = False
-        return packed, mask, labels
-
-    # ------------------------------------------------------------------------------------------
-    # features
     def extract_feat(self, batch_inputs: Tensor) -> Tuple[Tensor, ...]:
         """Image tower: the neck levels SAM 3 uses, finest first (strides 3.5, 7 and 14)."""
         return tuple(self.neck(self.backbone(batch_inputs)))
 
-    def forward_prompts(self, img_feats: Sequence[Tensor], img_ids: Sequence[int],
-                        texts: Sequence[str], boxes, box_labels,
-                        batch_input_shape) -> Dict[str, Tensor]:
-        """Everything after the image tower for a flat list of prompts.
+    def encode_texts(self, texts: Sequence[str]) -> Tuple[Tensor, Tensor]:
+        """Text tower on phrases: ``(N, L, C)`` features and ``(N, L)`` padding mask."""
+        device = next(self.text_encoder.parameters()).device
+        return self.text_encoder(self.tokenizer(list(texts)).to(device))
 
-        Returns a dict with decoder-layer-stacked ``logits`` (L, B, Q', 1), ``boxes``
-        (L, B, Q', 4) normalised cxcywh, ``presence`` (L, B, 1), and when a mask head exists
-        ``pred_masks`` (B, Q', h, w) and ``semantic_seg`` (B, 1, h, w). ``Q'`` is twice the
-        number of queries in training (one-to-one half first).
+    def forward_transformer(self, img_feats: Sequence[Tensor], img_ids: Tensor,
+                            txt_feats: Tensor, txt_mask: Tensor, boxes: Tensor,
+                            box_labels: Tensor, box_mask: Tensor) -> dict:
+        """Geometry encoder, fusion encoder and decoder for ``B`` prompts.
+
+        Args:
+            img_feats (Sequence[Tensor]): :meth:`extract_feat` output, ``(B_img, C, H_i, W_i)``.
+            img_ids (Tensor): ``(B,)`` long, the image of each prompt.
+            txt_feats (Tensor): ``(B, L, C)`` text features of each prompt, ``txt_mask``
+                ``(B, L)`` bool, True = padding.
+            boxes (Tensor): exemplar boxes ``(B, K, 4)`` normalised cxcywh, ``box_labels``
+                ``(B, K)`` long (1 positive, 0 negative), ``box_mask`` ``(B, K)`` True =
+                padding; ``K`` may be 0 (see :meth:`PromptBatch.pack_boxes`).
+
+        Returns:
+            dict: the keyword arguments of :meth:`SAM3Head.forward` (decoder outputs ``hs``,
+            ``boxes``, ``presence``; ``prompt``, ``prompt_mask``, ``memory``, ``feat_size``,
+            the finer levels ``mlvl_feats`` and ``img_ids``).
         """
-        device = img_feats[-1].device
-        img_ids_t = torch.as_tensor(img_ids, dtype=torch.long, device=device)
-        # Text tower once per distinct phrase.
-        unique = list(dict.fromkeys(texts))
-        text_ids = torch.as_tensor([unique.index(t) for t in texts], device=device)
-        txt_feats, txt_mask = self.encode_texts(unique)
-        txt_feats, txt_mask = txt_feats[:, text_ids], txt_mask[text_ids]
-
         feat = img_feats[-1]
         h, w = feat.shape[-2:]
         pos = self.position_encoding(feat).to(feat.dtype)
-        src = feat.flatten(2).permute(2, 0, 1)[:, img_ids_t]  # (HW, B, C)
-        src_pos = pos.flatten(2).permute(2, 0, 1)[:, img_ids_t]
-
-        box_seq, box_mask, box_lab = self._pack_boxes(boxes, box_labels, batch_input_shape,
-                                                      device)
-        geo, geo_mask = self.geometry_encoder(box_seq.to(src.dtype), box_mask, box_lab, src,
-                                              src_pos, (h, w))
-        prompt = torch.cat([txt_feats.to(src.dtype), geo], dim=0)
+        src = feat.flatten(2).permute(2, 0, 1)[:, img_ids]  # (HW, B, C)
+        src_pos = pos.flatten(2).permute(2, 0, 1)[:, img_ids]
+        geo, geo_mask = self.geometry_encoder(
+            boxes.transpose(0, 1).to(src.dtype), box_mask, box_labels.transpose(0, 1), src,
+            src_pos, (h, w))
+        prompt = torch.cat([txt_feats.transpose(0, 1).to(src.dtype), geo], dim=0)
         prompt_mask = torch.cat([txt_mask, geo_mask], dim=1)
-
         memory, memory_pos = self.encoder(src, src_pos, prompt, prompt_mask)
         dec = self.decoder(memory, memory_pos, (h, w), prompt, prompt_mask)
-        logits = self.scoring_head(dec['hs'], prompt, prompt_mask)
-        out = dict(logits=logits, boxes=dec['pred_boxes'], presence=dec['presence_logits'])
-        if self.mask_head is not None:
-            out.update(
-                self.mask_head(img_feats[:-1], memory, (h, w), dec['hs'][-1], prompt,
-                               prompt_mask, img_ids_t))
-        return out
+        return dict(hs=dec['hs'], boxes=dec['pred_boxes'], presence=dec['presence_logits'],
+                    prompt=prompt, prompt_mask=prompt_mask, memory=memory, feat_size=(h, w),
+                    mlvl_feats=tuple(img_feats[:-1]), img_ids=img_ids)
 
-    def _run(self, batch_inputs: Tensor, batch_data_samples: SampleList):
-        """Check the input, flatten the prompts and run the network once for all of them.
+    def forward_prompt_feats(self, img_feats: Sequence[Tensor], img_ids: Tensor,
+                             txt_feats: Tensor, txt_mask: Tensor, boxes: Tensor,
+                             box_labels: Tensor, box_mask: Tensor) -> Dict[str, Tensor]:
+        """Everything after the towers: :meth:`forward_transformer`, then the head's forward.
 
-        Returns ``(img_ids, texts, labels, out)``; ``out`` is ``{}`` when no image has a prompt.
+        Returns the raw outputs of :class:`SAM3Head` (``logits``, ``boxes``, ``presence``,
+        ``pred_masks``, ``semantic_seg``).
         """
-        self._check_inputs(batch_inputs)
-        img_ids, texts, labels, boxes, box_labels = self._collect_prompts(batch_data_samples)
-        out = {}
-        if texts:
-            out = self.forward_prompts(self.extract_feat(batch_inputs), img_ids, texts, boxes,
-                                       box_labels, tuple(batch_inputs.shape[-2:]))
-        return img_ids, texts, labels, out
+        return self.bbox_head(**self.forward_transformer(img_feats, img_ids, txt_feats, txt_mask,
+                                                         boxes, box_labels, box_mask))
 
-    def _forward(self, batch_inputs: Tensor, batch_data_samples: OptSampleList = None):
-        """Raw network outputs (see :meth:`forward_prompts`) for the prompts of the batch."""
-        if batch_data_samples is None:
-            raise ValueError('SAM3 needs data samples carrying the prompts (metainfo `texts`)')
-        return self._run(batch_inputs, batch_data_samples)[-1]
+    def _head_inputs(self, batch_inputs: Tensor, prompts: PromptBatch) -> dict:
+        """Towers and transformer for the prompts of a batch (one path for loss / predict /
+        _forward): the image tower once per image, the text tower once per distinct phrase."""
+        img_feats = self.extract_feat(batch_inputs)
+        device = batch_inputs.device
+        unique, text_ids = prompts.unique_texts()
+        txt_feats, txt_mask = self.encode_texts(unique)
+        text_ids = torch.as_tensor(text_ids, dtype=torch.long, device=device)
+        boxes, box_labels, box_mask = prompts.pack_boxes(tuple(batch_inputs.shape[-2:]), device)
+        img_ids = torch.as_tensor(prompts.img_ids, dtype=torch.long, device=device)
+        return self.forward_transformer(img_feats, img_ids, txt_feats[text_ids],
+                                        txt_mask[text_ids], boxes, box_labels, box_mask)
+
+    def _prompts(self, batch_inputs: Tensor, batch_data_samples: SampleList) -> PromptBatch:
+        self._check_inputs(batch_inputs)
+        return PromptBatch.from_data_samples(batch_data_samples)
 
     def _check_inputs(self, batch_inputs: Tensor) -> None:
         patch = getattr(self.backbone, 'patch_size', 14)
@@ -315,7 +220,18 @@ class SAM3(BaseDetector):
                 f'(DetDataPreprocessor(pad_size_divisor={patch})) or resize to a multiple')
 
     # ------------------------------------------------------------------------------------------
-    # inference
+    # the mmdet triad
+    def _forward(self, batch_inputs: Tensor,
+                 batch_data_samples: OptSampleList = None) -> Dict[str, Tensor]:
+        """Raw outputs of the head (see :class:`SAM3Head`) for the prompts of the batch;
+        ``{}`` when no image has a prompt."""
+        if batch_data_samples is None:
+            raise ValueError('SAM3 needs data samples carrying the prompts (metainfo `texts`)')
+        prompts = self._prompts(batch_inputs, batch_data_samples)
+        if not len(prompts):
+            return {}
+        return self.bbox_head(**self._head_inputs(batch_inputs, prompts))
+
     def predict(self,
                 batch_inputs: Tensor,
                 batch_data_samples: SampleList,
@@ -324,141 +240,22 @@ class SAM3(BaseDetector):
 
         An image without prompts gets empty predictions.
         """
-        img_ids, texts, labels, out = self._run(batch_inputs, batch_data_samples)
-        for i, sample in enumerate(batch_data_samples):
-            prompt_idx = [p for p, img in enumerate(img_ids) if img == i]
-            sample.pred_instances = self._predict_one(out, prompt_idx, texts, labels, sample,
-                                                      tuple(batch_inputs.shape[-2:]), rescale,
-                                                      batch_inputs.device)
-        return batch_data_samples
-
-    def _predict_one(self, out, prompt_idx, texts, labels, sample, batch_input_shape, rescale,
-                     device):
-        cfg = self.test_cfg
-        results = InstanceData()
-        if not prompt_idx:
-            results.bboxes = torch.zeros(0, 4, device=device)
-            results.scores = torch.zeros(0, device=device)
-            results.labels = torch.zeros(0, dtype=torch.long, device=device)
-            results.label_names = []
-            return results
-        h_in, w_in = batch_input_shape
-        img_h, img_w = sample.metainfo.get('img_shape', batch_input_shape)[:2]
-        ori_h, ori_w = sample.metainfo.get('ori_shape', (img_h, img_w))[:2]
-        keep_bboxes, keep_scores, keep_labels, keep_names, keep_masks = [], [], [], [], []
-        with_masks = cfg.get('with_masks', True) and 'pred_masks' in out
-        max_per_prompt = cfg.get('max_per_prompt', -1)
-        for p in prompt_idx:
-            scores = out['logits'][-1, p, :self.num_queries, 0].sigmoid()
-            if out['presence'] is not None:
-                scores = scores * out['presence'][-1, p, 0].sigmoid()
-            order = scores.argsort(descending=True)
-            order = order[scores[order] > cfg['score_thr']] if cfg['score_thr'] > 0 else order
-            if max_per_prompt and max_per_prompt > 0:
-                order = order[:max_per_prompt]
-            boxes = bbox_cxcywh_to_xyxy(out['boxes'][-1, p, order])
-            boxes = boxes * boxes.new_tensor([w_in, h_in, w_in, h_in])
-            keep_bboxes.append(boxes)
-            keep_scores.append(scores[order])
-            keep_labels.append(torch.full_like(order, labels[p]))
-            keep_names.extend([texts[p]] * len(order))
-            if with_masks:
-                keep_masks.append(out['pred_masks'][p, order])
-        bboxes = torch.cat(keep_bboxes)
-        scores = torch.cat(keep_scores)
-        order = scores.argsort(descending=True)
-        if cfg.get('max_per_img', -1) and cfg['max_per_img'] > 0:
-            order = order[:cfg['max_per_img']]
-        bboxes, scores = bboxes[order], scores[order]
-        results.labels = torch.cat(keep_labels)[order]
-        results.label_names = [keep_names[k] for k in order.tolist()]
-        if rescale:
-            scale_factor = sample.metainfo.get('scale_factor', (1.0, 1.0))
-            bboxes = bboxes / bboxes.new_tensor(scale_factor).repeat(2)
-            bboxes[:, 0::2] = bboxes[:, 0::2].clamp(0, ori_w)
-            bboxes[:, 1::2] = bboxes[:, 1::2].clamp(0, ori_h)
+        prompts = self._prompts(batch_inputs, batch_data_samples)
+        batch_input_shape = tuple(batch_inputs.shape[-2:])
+        if len(prompts):
+            results = self.bbox_head.predict(self._head_inputs(batch_inputs, prompts), prompts,
+                                             batch_data_samples, batch_input_shape, rescale)
         else:
-            bboxes[:, 0::2] = bboxes[:, 0::2].clamp(0, img_w)
-            bboxes[:, 1::2] = bboxes[:, 1::2].clamp(0, img_h)
-        results.bboxes = bboxes
-        results.scores = scores
-        if with_masks:
-            mask_logits = torch.cat(keep_masks)[order][None]
-            out_h, out_w = (ori_h, ori_w) if rescale else (img_h, img_w)
-            if mask_logits.shape[1] == 0:
-                results.masks = torch.zeros(0, out_h, out_w, dtype=torch.bool, device=device)
-                return results
-            if (img_h, img_w) != (h_in, w_in):
-                # Remove the batch padding before resizing to the output frame.
-                mask_logits = F.interpolate(
-                    mask_logits, size=(h_in, w_in), mode='bilinear', align_corners=False)
-                mask_logits = mask_logits[..., :img_h, :img_w]
-            mask_logits = F.interpolate(
-                mask_logits.float(), size=(out_h, out_w), mode='bilinear', align_corners=False)
-            results.masks = mask_logits[0].sigmoid() > cfg.get('mask_thr', 0.5)
-        return results
+            results = self.bbox_head.predict_by_feat({}, prompts, batch_data_samples,
+                                                     batch_input_shape, rescale)
+        return self.add_pred_to_datasample(batch_data_samples, results)
 
-    # ------------------------------------------------------------------------------------------
-    # training
     def loss(self, batch_inputs: Tensor, batch_data_samples: SampleList) -> Dict[str, Tensor]:
-        """Official SAM 3 losses (one-to-one + one-to-many, auxiliary layers, presence, masks)."""
-        if self.criterion is None:
-            raise RuntimeError('SAM3.loss needs a `criterion` in the model config')
-        img_ids, texts, labels, out = self._run(batch_inputs, batch_data_samples)
-        if not texts:
+        """Official SAM 3 losses (see :meth:`SAM3Head.loss_by_feat`)."""
+        prompts = self._prompts(batch_inputs, batch_data_samples)
+        if not len(prompts):
             # Nothing to learn from; keep every parameter in the graph for DDP.
             zero = sum(p.sum() * 0 for p in self.parameters() if p.requires_grad)
             return dict(loss_cls=zero)
-        targets = self._prompt_targets(batch_data_samples, img_ids, labels,
-                                       tuple(batch_inputs.shape[-2:]),
-                                       with_masks='pred_masks' in out)
-        return self.criterion(self._criterion_outputs(out), targets)
-
-    def _criterion_outputs(self, out: Dict[str, Tensor]) -> dict:
-        """Decoder-layer stacks -> the official output dict (final layer + ``aux_outputs``)."""
-        q = self.num_queries
-        num_layers = out['logits'].shape[0]
-        has_o2m = out['logits'].shape[2] > q
-
-        def layer(idx):
-            d = dict(pred_logits=out['logits'][idx, :, :q], pred_boxes=out['boxes'][idx, :, :q])
-            if out['presence'] is not None:
-                d['presence_logit_dec'] = out['presence'][idx]
-            if has_o2m:
-                d['pred_logits_o2m'] = out['logits'][idx, :, q:]
-                d['pred_boxes_o2m'] = out['boxes'][idx, :, q:]
-            return d
-
-        result = layer(num_layers - 1)
-        result['aux_outputs'] = [layer(i) for i in range(num_layers - 1)]
-        if 'pred_masks' in out:
-            result['pred_masks'] = out['pred_masks'][:, :q]
-            if has_o2m:
-                result['pred_masks_o2m'] = out['pred_masks'][:, q:]
-        return result
-
-    def _prompt_targets(self, batch_data_samples, img_ids, labels, batch_input_shape,
-                        with_masks) -> List[InstanceData]:
-        """Per prompt: the instances of its category, boxes as normalised cxcywh."""
-        h, w = batch_input_shape
-        targets = []
-        for img_id, label in zip(img_ids, labels):
-            gt = batch_data_samples[img_id].gt_instances
-            keep = (gt.labels == label).nonzero().flatten()
-            bboxes = gt.bboxes
-            if hasattr(bboxes, 'tensor'):
-                bboxes = bboxes.tensor
-            bboxes = bboxes[keep].float()
-            scale = bboxes.new_tensor([w, h, w, h])
-            target = InstanceData(bboxes=bbox_xyxy_to_cxcywh(bboxes / scale).clamp(0, 1))
-            if with_masks and 'masks' in gt:
-                masks = gt.masks[keep.cpu().numpy()] if len(keep) else None
-                if masks is not None:
-                    masks = masks.pad((h, w)) if hasattr(masks, 'pad') else masks
-                    masks = masks.to_tensor(torch.bool, bboxes.device) if hasattr(
-                        masks, 'to_tensor') else torch.as_tensor(masks, device=bboxes.device)
-                    target.masks = masks.bool()
-                else:
-                    target.masks = torch.zeros(0, h, w, dtype=torch.bool, device=bboxes.device)
-            targets.append(target)
-        return targets
+        return self.bbox_head.loss(self._head_inputs(batch_inputs, prompts), prompts,
+                                   batch_data_samples, tuple(batch_inputs.shape[-2:]))

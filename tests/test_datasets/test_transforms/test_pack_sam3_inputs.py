@@ -4,13 +4,14 @@ import torch
 from mmdet.structures import DetDataSample
 from mmdet.structures.bbox import HorizontalBoxes
 
-from mmsam3.datasets.transforms import PackSAM3Inputs, split_text_prompt
+from mmsam3.datasets.transforms import PackSAM3Inputs
+from mmsam3.utils import parse_text_prompt
 
 
-def test_split_text_prompt():
-    assert split_text_prompt('cat . dog .') == ['cat', 'dog']
-    assert split_text_prompt('red circle') == ['red circle']
-    assert split_text_prompt(('a', 'b')) == ['a', 'b']
+def test_parse_text_prompt():
+    assert parse_text_prompt('cat . dog .') == ['cat', 'dog']
+    assert parse_text_prompt('red circle') == ['red circle']
+    assert parse_text_prompt(('a', 'b')) == ['a', 'b']
 
 
 def test_pack_from_inferencer_text():

@@ -1,4 +1,5 @@
 """SAM3 detector: parity with the official model, prompts, bad input, wrappers and export."""
+import copy
 import os
 import os.path as osp
 import sys
@@ -74,7 +75,7 @@ def test_parity_full_with_official(official_sam3_pkg, bpe_path):
 
 # ---------------------------------------------------------------------------------- converter
 def test_converter_cli_strict_load_and_report(official_sam3_pkg, bpe_path, tmp_path):
-    import official_sam3
+    from mmsam3.testing import official_sam3
 
     official = official_sam3.build_official_image_model('tiny', seed=0, bpe_path=bpe_path)
     state = official_sam3.official_state_dict_in_checkpoint_layout(official)
@@ -113,25 +114,40 @@ def test_predict_fills_pred_instances_sorted(bpe_path):
     sample = make_sample(['red apple'])
     with torch.no_grad():
         res = model.predict(torch.randn(1, 3, SIZE, SIZE), [sample])[0].pred_instances
-    assert len(res) == model.num_queries  # every query, sorted
+    assert len(res) == model.bbox_head.num_queries  # every query, sorted
     assert torch.all(res.scores[:-1] >= res.scores[1:])
-    assert res.masks.shape == (model.num_queries, SIZE, SIZE) and res.masks.dtype == torch.bool
-    assert res.label_names == ['red apple'] * model.num_queries
+    assert res.masks.shape == (model.bbox_head.num_queries, SIZE, SIZE) and res.masks.dtype == torch.bool
+    assert res.label_names == ['red apple'] * model.bbox_head.num_queries
     assert (res.labels == 0).all()
     assert (res.bboxes >= 0).all() and (res.bboxes <= SIZE).all()
 
 
 def test_predict_score_threshold_and_rescale(bpe_path):
-    model = build_tiny(bpe_path, test_cfg=dict(score_thr=0.3, max_per_img=5)).eval()
     sample = make_sample(['cat', 'dog'], prompt_labels=[7, 2], ori_shape=(84, 336),
                          scale_factor=(SIZE / 336, SIZE / 84))
+    img = torch.randn(1, 3, SIZE, SIZE)
+    model = build_tiny(bpe_path, test_cfg=dict(score_thr=0.0, max_per_img=200)).eval()
     with torch.no_grad():
-        res = model.predict(torch.randn(1, 3, SIZE, SIZE), [sample])[0].pred_instances
-    assert len(res) <= 5 and (res.scores > 0.3).all()
+        every = model.predict(img, [copy.deepcopy(sample)])[0].pred_instances
+    # A threshold between the scores of this random model, so some queries pass and some not.
+    thr = every.scores.median().item()
+    model.bbox_head.test_cfg.update(score_thr=thr, max_per_img=5)
+    with torch.no_grad():
+        res = model.predict(img, [sample])[0].pred_instances
+    expected = every.scores[every.scores > thr][:5]
+    assert len(res) == len(expected) > 0
+    torch.testing.assert_close(res.scores, expected)
+    torch.testing.assert_close(res.bboxes, every.bboxes[every.scores > thr][:5])
     assert set(res.labels.tolist()) <= {7, 2}
-    if len(res):
-        assert res.masks.shape[1:] == (84, 336)
-        assert (res.bboxes[:, 0::2] <= 336).all() and (res.bboxes[:, 1::2] <= 84).all()
+    assert res.masks.shape == (len(res), 84, 336)
+    assert (res.bboxes[:, 0::2] <= 336).all() and (res.bboxes[:, 1::2] <= 84).all()
+    # rescale: boxes are divided by the scale factor (x by 168/336, y by 168/84).
+    with torch.no_grad():
+        raw = model.predict(img, [copy.deepcopy(sample)], rescale=False)[0].pred_instances
+    assert raw.masks.shape == (len(res), SIZE, SIZE)
+    scale = torch.tensor([SIZE / 336, SIZE / 84] * 2)
+    torch.testing.assert_close(res.bboxes, (raw.bboxes / scale).clamp(min=0).minimum(
+        torch.tensor([336., 84, 336, 84])))
 
 
 def test_several_prompts_run_image_tower_once(bpe_path):
@@ -146,11 +162,25 @@ def test_several_prompts_run_image_tower_once(bpe_path):
     assert set(res[1].pred_instances.label_names) == {'x'}
 
 
-def test_text_str_like_det_inferencer(bpe_path):
-    from mmsam3.models.detectors.sam3 import prompts_of
+def test_text_str_like_det_inferencer():
+    from mmsam3.models.utils import PromptBatch
+    from mmsam3.utils import parse_text_prompt
 
-    sample = DetDataSample(metainfo=dict(text='fish . shark .'))
-    assert prompts_of(sample) == (['fish', 'shark'], [0, 1])
+    batch = PromptBatch.from_data_samples([DetDataSample(metainfo=dict(text='fish . shark .'))])
+    assert (batch.texts, batch.labels, batch.img_ids) == (['fish', 'shark'], [0, 1], [0, 0])
+    assert parse_text_prompt('fish. shark') == ['fish', 'shark']
+    assert parse_text_prompt('3.5 inch floppy') == ['3.5 inch floppy']
+    assert parse_text_prompt(['a . b']) == ['a . b']  # a list is taken as it is
+
+
+@pytest.mark.parametrize('text', ['.', '   ', ' . . '])
+def test_text_without_phrase_warns_and_predicts_nothing(bpe_path, text):
+    model = build_tiny(bpe_path).eval()
+    with pytest.warns(UserWarning, match='holds no phrase'):
+        with torch.no_grad():
+            res = model.predict(torch.randn(1, 3, SIZE, SIZE),
+                                [DetDataSample(metainfo=dict(text=text, img_shape=(SIZE, SIZE)))])
+    assert len(res[0].pred_instances) == 0
 
 
 # ------------------------------------------------------------------------------- bad input

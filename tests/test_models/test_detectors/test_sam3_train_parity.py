@@ -72,7 +72,7 @@ def _zero_stochastic_ops(model):
 
 def build_pair(bpe_path, seed=0):
     """Official tiny ``Sam3Image`` (with its training matcher) and ours, identical weights."""
-    import official_sam3
+    from mmsam3.testing import official_sam3
     from parity_official import build_ours, official_to_ours
 
     official = official_sam3.build_official_image_model('tiny', seed=seed, bpe_path=bpe_path,
@@ -214,15 +214,16 @@ def official_stacks(out):
 
 @contextlib.contextmanager
 def keep_text_features(ours, captured):
-    """Record the text tower's output (``(L, N, C)``, one column per distinct phrase) with its
-    gradient in ``captured['text']``."""
+    """Record the text tower's output (``(N, L, C)``, one row per distinct phrase) with its
+    gradient in ``captured['text']``, as ``(L, N, C)`` like the official model's."""
     encode_texts = ours.encode_texts
 
     def encode_and_keep(texts):
         feats, mask = encode_texts(texts)
-        feats.retain_grad()
-        captured['text'] = feats
-        return feats, mask
+        seq_first = feats.transpose(0, 1)
+        seq_first.retain_grad()
+        captured['text'] = seq_first
+        return seq_first.transpose(0, 1), mask
 
     ours.encode_texts = encode_and_keep
     try:
@@ -265,12 +266,18 @@ def grad_report(ours, official):
     return report, mismatched_none
 
 
+def module_of(name):
+    """Top-level module of a parameter; inside the head, the head's own sub-module."""
+    parts = name.split('.')
+    return '.'.join(parts[:2]) if parts[0] == 'bbox_head' else parts[0]
+
+
 def per_module(report):
     """Per top-level module of ours: ``(max |g_ours - g_official|, max |g_official|)`` over all
     its parameters, and the parameter with the worst per-tensor relative difference."""
     modules = {}
     for name, (diff, scale) in report.items():
-        top = name.split('.')[0]
+        top = module_of(name)
         m = modules.setdefault(top, dict(max_diff=0.0, max_grad=0.0, worst=(0.0, '')))
         m['max_diff'] = max(m['max_diff'], diff)
         m['max_grad'] = max(m['max_grad'], scale)
@@ -287,10 +294,10 @@ def check_grads(ours, official, captured, ref_tensors):
     modules = per_module(report)
     # Every component takes part in training and receives a gradient.
     assert set(modules) >= {'backbone', 'neck', 'text_encoder', 'geometry_encoder', 'encoder',
-                            'decoder', 'scoring_head', 'mask_head'}, modules
+                            'decoder', 'bbox_head.scoring_head', 'bbox_head.mask_head'}, modules
     bad = {}
     for name, (diff, scale) in report.items():
-        module_scale = modules[name.split('.')[0]]['max_grad']
+        module_scale = modules[module_of(name)]['max_grad']
         if scale <= NOISE * module_scale:
             # Mathematically zero gradient (e.g. the boxRPB MLPs' output bias: a per-head
             # constant added to attention logits, which softmax ignores): both sides must be
