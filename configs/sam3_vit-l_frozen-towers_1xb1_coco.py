@@ -17,8 +17,8 @@ default_hooks = dict(checkpoint=dict(interval=250, max_keep_ckpts=2))
 model = dict(
     frozen_modules=('backbone', 'text_encoder'),
     # Towers run without a graph, so checkpointing is only useful in the trainable parts.
-    backbone=dict(use_act_checkpoint=False),
-    text_encoder=dict(use_act_checkpoint=False),
+    backbone=dict(with_cp=False),
+    text_encoder=dict(with_cp=False),
     geometry_encoder=dict(with_cp=True),
     encoder=dict(with_cp=True),
     decoder=dict(with_cp=True),

@@ -22,8 +22,8 @@ default_hooks = dict(checkpoint=dict(interval=250, max_keep_ckpts=2))
 num_train_images = 100
 
 model = dict(
-    backbone=dict(use_act_checkpoint=True, drop_path_rate=0.1),
-    text_encoder=dict(use_act_checkpoint=True),
+    backbone=dict(with_cp=True, drop_path_rate=0.1),
+    text_encoder=dict(with_cp=True),
     geometry_encoder=dict(with_cp=True),
     encoder=dict(with_cp=True),
     decoder=dict(with_cp=True),

@@ -17,8 +17,8 @@ default_hooks = dict(checkpoint=dict(interval=250, max_keep_ckpts=2))
 
 model = dict(
     lora=dict(r=16, lora_alpha=32, lora_dropout=0.05),
-    backbone=dict(use_act_checkpoint=True),
-    text_encoder=dict(use_act_checkpoint=True),
+    backbone=dict(with_cp=True),
+    text_encoder=dict(with_cp=True),
     geometry_encoder=dict(with_cp=True),
     encoder=dict(with_cp=True),
     decoder=dict(with_cp=True),

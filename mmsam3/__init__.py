@@ -11,5 +11,6 @@ from .utils import compat  # noqa: F401  (must run before anything loads a check
 from .version import __version__
 
 from . import datasets, engine, evaluation, models  # noqa: F401,E402  (registration)
+from . import apis  # noqa: F401,E402  (SAM3Predictor; registers MixedPrecisionSAM3)
 
 __all__ = ['__version__']

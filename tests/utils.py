@@ -5,6 +5,8 @@ import os.path as osp
 
 import numpy as np
 
+from mmsam3.testing.random_weights import randomize_parameters  # noqa: F401  (re-export)
+
 
 def make_tiny_coco(root, num_images=4, size=64, seed=0, classes=('box', )):
     """Write ``root/images/*.png`` and ``root/annotations.json`` with one filled box per image."""
@@ -58,25 +60,6 @@ def write_coco_split(split_dir, categories, images, ann_name='_annotations.coco.
                        categories=[dict(id=c, name=n, supercategory='none')
                                    for c, n in categories]), f)
     return path
-
-
-def randomize_parameters(module, seed=0):
-    """Fill every parameter with seeded, well-scaled random values (parity tests).
-
-    Matrices get N(0, 1 / fan_in), norm weights 1 + N(0, 0.1), everything else N(0, 0.1), so
-    outputs are far from any default initialisation and differences show.
-    """
-    import torch
-
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            if p.dim() >= 2:
-                p.copy_(torch.randn(p.shape, generator=g) / p[0].numel()**0.5)
-            elif 'norm' in name and name.endswith('weight'):
-                p.copy_(1 + 0.1 * torch.randn(p.shape, generator=g))
-            else:
-                p.copy_(0.1 * torch.randn(p.shape, generator=g))
 
 
 def random_linear_functional(reference, seed=0):

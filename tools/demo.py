@@ -5,6 +5,8 @@
     # exemplar boxes (x1 y1 x2 y2 in image pixels), positive unless --box-labels says 0:
     python tools/demo.py demo.jpg CONFIG --weights CKPT --texts "fish" \
         --boxes 10 20 80 90  200 40 260 120 --box-labels 1 0 --out-dir outputs
+    # bf16 (or fp16) inference, CPU or GPU (default: the config's model.test_cfg.dtype):
+    python tools/demo.py demo.jpg CONFIG --weights CKPT --texts "fish" --dtype bf16
 
 Writes ``OUT_DIR/<image>.jpg`` (masks, boxes and phrase labels drawn) and ``OUT_DIR/<image>.json``
 (one entry per instance: phrase, score, box xyxy, mask as COCO RLE).
@@ -36,6 +38,8 @@ def parse_args(argv=None):
     parser.add_argument('--out-dir', default='outputs')
     parser.add_argument('--score-thr', type=float, default=0.5)
     parser.add_argument('--device', default='cuda:0' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--dtype', help='float32 / bfloat16 / float16 (bf16 / fp16); default '
+                        "the config's model.test_cfg.dtype, else float32")
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='config overrides key=value (e.g. model.tokenizer.bpe_path=...)')
     args = parser.parse_args(argv)
@@ -45,6 +49,12 @@ def parse_args(argv=None):
         parser.error('--box-labels needs one label per box')
     if not args.texts and not args.boxes:
         parser.error('give at least one --texts phrase or one --boxes exemplar')
+    if args.dtype is not None:
+        from mmsam3.utils.inference_precision import resolve_dtype
+        try:
+            resolve_dtype(args.dtype)
+        except ValueError as exc:
+            parser.error(str(exc))
     return args
 
 
@@ -55,8 +65,12 @@ def build_model(args):
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
+    from mmsam3.utils.inference_precision import inference_dtype_from_cfg, set_inference_dtype
+
     weights = args.weights or cfg.get('load_from')
-    return init_detector(cfg, weights, device=args.device, palette='random'), cfg
+    model = init_detector(cfg, weights, device=args.device, palette='random')
+    set_inference_dtype(model, getattr(args, 'dtype', None) or inference_dtype_from_cfg(cfg))
+    return model, cfg
 
 
 def run(model, cfg, image_path, texts, boxes, box_labels):

@@ -4,6 +4,7 @@ Examples::
 
     python tools/test.py configs/sam3_tiny_shapes.py work_dirs/sam3_tiny_shapes/iter_2000.pth
     python tools/test.py CONFIG CKPT --out results.pkl --show-dir vis
+    python tools/test.py CONFIG CKPT --dtype bf16 --batch-size 4   # bf16 autocast, 4 images a step
     bash tools/dist_test.sh CONFIG CKPT 8
 """
 import argparse
@@ -18,6 +19,8 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from mmsam3.utils import close_distributed
+from mmsam3.utils.inference_precision import (inference_dtype_from_cfg, resolve_dtype,
+                                              set_inference_dtype)
 
 
 def parse_args(argv=None):
@@ -31,6 +34,10 @@ def parse_args(argv=None):
         '--show-dir', help='directory (relative to the work dir) where painted images are saved')
     parser.add_argument('--wait-time', type=float, default=2, help='the interval of show (s)')
     parser.add_argument(
+        '--dtype', help='inference dtype: float32 / bfloat16 / float16 (bf16 / fp16); default '
+        "the config's model.test_cfg.dtype, else float32")
+    parser.add_argument('--batch-size', type=int, help='images per test step (test_dataloader)')
+    parser.add_argument(
         '--cfg-options',
         nargs='+',
         action=DictAction,
@@ -43,6 +50,13 @@ def parse_args(argv=None):
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         parser.error('--out must be a .pkl file')
+    if args.dtype is not None:
+        try:
+            resolve_dtype(args.dtype)
+        except ValueError as exc:
+            parser.error(str(exc))
+    if args.batch_size is not None and args.batch_size < 1:
+        parser.error('--batch-size must be >= 1')
     return args
 
 
@@ -58,6 +72,9 @@ def main(argv=None):
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
     cfg.load_from = args.checkpoint
+    if args.batch_size is not None:
+        cfg.test_dataloader.batch_size = args.batch_size
+    dtype = args.dtype or inference_dtype_from_cfg(cfg)
 
     if args.show or args.show_dir:
         cfg = trigger_visualization_hook(cfg, args)
@@ -65,6 +82,10 @@ def main(argv=None):
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     if args.out is not None:
         runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
+    if dtype is not None:
+        # the detector inside any wrapper (DDP): autocast + fp32 islands on its forward
+        model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+        set_inference_dtype(model, dtype)
     metrics = runner.test()
     close_distributed()
     return metrics

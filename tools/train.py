@@ -4,7 +4,7 @@ Examples::
 
     python tools/train.py configs/sam3_tiny_shapes.py
     python tools/train.py CONFIG --work-dir work_dirs/run1 --amp
-    python tools/train.py CONFIG --resume                 # newest checkpoint of the work dir
+    python tools/train.py CONFIG --resume                 # newest readable one of the work dir
     python tools/train.py CONFIG --resume work_dirs/run1/iter_100.pth
     bash tools/dist_train.sh CONFIG 8                      # DDP (gloo on CPU-only machines)
 """
@@ -35,8 +35,10 @@ def parse_args(argv=None):
         nargs='?',
         type=str,
         const='auto',
-        help='resume from the given checkpoint; without a path, from the newest checkpoint '
-        'in the work dir')
+        help='resume from the given checkpoint (refused, naming a readable one, if it is '
+        'truncated or damaged); without a path, from the one the work dir\'s last_checkpoint '
+        'names, or with a warning from the newest readable checkpoint there if that one is '
+        'damaged')
     parser.add_argument(
         '--cfg-options',
         nargs='+',

@@ -7,7 +7,7 @@
 #
 # Prints `<dataset>/coco/bbox_mAP` for every dataset, `mean/coco/bbox_mAP` (the number of the
 # paper's ODinW13 column, x100) and a per-dataset markdown table. `--out results.pkl` dumps the
-# predictions with their dataset name (tools/analysis/results_to_tables.py, pr_curve.py).
+# predictions with their dataset name (tools/analysis_tools/results_to_tables.py, pr_curve.py).
 #
 # Protocol (official sam3/train/configs/odinw13/odinw_text_only.yaml):
 # - the 13 datasets and splits below (test/ except PascalVOC valid/ and pistols export/),
@@ -62,7 +62,8 @@ odinw13_datasets = [
 test_pipeline = [
     dict(type='LoadImageFromFile', backend_args=backend_args),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=False),
-    dict(type='Resize', scale=(input_size, input_size), keep_ratio=False),
+    # torchvision's uint8 bilinear + antialias resize, as Meta's Sam3Processor (not cv2)
+    dict(type='TorchvisionResize', scale=(input_size, input_size), keep_ratio=False),
     dict(type='BuildPromptQueries'),
     dict(type='PackSAM3Inputs'),
 ]

@@ -5,13 +5,21 @@ site-packages. What it fixes:
 
 * **Checkpoints on torch >= 2.6.** ``torch.load`` now defaults to ``weights_only=True`` and refuses
   the objects mmengine itself writes into checkpoints (``HistoryBuffer``, numpy arrays and scalars
-  in the message hub). We allow-list exactly those types with
-  ``torch.serialization.add_safe_globals`` so ``--resume`` and ``load_from`` work, while a file
-  whose pickle would import anything else (for example ``os.system``) is refused with
-  :class:`UntrustedCheckpointError` before any of its code runs. A user who trusts such a file can
-  opt in per file with :func:`trust_checkpoint` or ``MMSAM3_TRUSTED_CHECKPOINTS``.
-  mmengine's ``http(s)://`` loader used ``torch.hub`` with ``weights_only=False``; it goes through the
-  same safe path now.
+  in the message hub, empty ones too: their data is pickled as the call ``bytes()``). We
+  allow-list exactly those types with ``torch.serialization.add_safe_globals`` so ``--resume``
+  and ``load_from`` work, while a file whose pickle would import anything else (for example
+  ``os.system``) is refused with :class:`UntrustedCheckpointError` before any of its code runs. A
+  user who trusts such a file can opt in per file with :func:`trust_checkpoint` or
+  ``MMSAM3_TRUSTED_CHECKPOINTS``. mmengine's ``http(s)://`` loader used ``torch.hub`` with
+  ``weights_only=False``; it goes through the same safe path now.
+* **Checkpoints that survive a kill.** mmengine writes checkpoints and its ``last_checkpoint``
+  pointer in place, so a kill mid-save leaves a partial file under the final name. Local saves
+  now go through :mod:`mmsam3.utils.atomic_save` (temporary file, fsync, ``os.replace``), the
+  pointer is replaced the same way after the checkpoint is complete, and ``CheckpointHook``
+  deletes outdated checkpoints only after the new one is written. Auto-resume checks the file
+  ``last_checkpoint`` names and falls back, with a warning, to the newest readable checkpoint
+  (:mod:`mmsam3.utils.checkpoint_integrity`); an explicit ``--resume PATH`` that cannot be read
+  is refused with an error naming a good one.
 * **``mmsam3::`` config paths from an editable install.** mmengine locates a package's ``.mim``
   folder next to its dist-info, which is wrong for PEP 660 editable installs; the lookup falls back
   to where Python actually imports the package from.
@@ -84,9 +92,23 @@ def _history_buffer_getattr(obj, name):
         'while loading a checkpoint')
 
 
+def _empty_bytes(*args):
+    """Stands in for ``bytes`` while unpickling: only ``bytes()``, the empty value.
+
+    Pickle protocol 2 (torch.save's) writes ``b''`` as the call ``bytes()``, which is how an empty
+    numpy array (and so an empty ``HistoryBuffer``) stores its data. Any argument is refused:
+    ``bytes(n)`` would let a crafted file allocate n bytes.
+    """
+    if args:
+        raise pickle.UnpicklingError(
+            f'bytes{args!r} is not allowed while loading a checkpoint (only bytes())')
+    return b''
+
+
 def _register_safe_globals():
     torch.serialization.add_safe_globals(
-        _mmengine_checkpoint_globals() + [(_history_buffer_getattr, 'builtins.getattr')])
+        _mmengine_checkpoint_globals() + [(_history_buffer_getattr, 'builtins.getattr'),
+                                          (_empty_bytes, 'builtins.bytes')])
 
 
 def _normpath(path):
@@ -240,10 +262,136 @@ def _patch_installed_path_lookup():
             module.get_installed_path = _installed_path_following_imports
 
 
+def _save_checkpoint_atomically(checkpoint, filename, file_client_args=None, backend_args=None):
+    """mmengine's ``save_checkpoint``; a local file is written with :func:`atomic_torch_save`."""
+    from mmengine.fileio import LocalBackend, get_file_backend
+
+    from .atomic_save import atomic_torch_save
+
+    original = _ORIGINALS['save_checkpoint']
+    if file_client_args is not None or str(filename).startswith('pavi://'):
+        return original(checkpoint, filename, file_client_args=file_client_args,
+                        backend_args=backend_args)
+    if not isinstance(get_file_backend(filename, backend_args=backend_args), LocalBackend):
+        return original(checkpoint, filename, backend_args=backend_args)
+    atomic_torch_save(checkpoint, filename)
+
+
+class _DeferredRemovals:
+    """A file backend whose ``remove`` / ``rmtree`` wait for :meth:`apply`; the rest pass on.
+
+    ``CheckpointHook`` deletes the oldest (or previous best) checkpoint *before* writing the new
+    one; with ``max_keep_ckpts=1`` a kill in between leaves nothing to resume from.
+    """
+
+    def __init__(self, backend):
+        self._backend = backend
+        self._pending = []
+
+    def remove(self, path):
+        self._pending.append((self._backend.remove, path))
+
+    def rmtree(self, path):
+        self._pending.append((self._backend.rmtree, path))
+
+    def apply(self):
+        for remove, path in self._pending:
+            remove(path)
+        self._pending.clear()
+
+    def __getattr__(self, name):
+        return getattr(self._backend, name)
+
+
+def _remove_after_saving(method):
+    """Wrap a ``CheckpointHook`` method so its deletions happen only after it saved."""
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        backend = self.file_backend
+        deferred = _DeferredRemovals(backend)
+        self.file_backend = deferred
+        try:
+            result = method(self, *args, **kwargs)
+        finally:
+            self.file_backend = backend
+        deferred.apply()
+        return result
+
+    wrapper._mmsam3_removes_after_saving = True
+    return wrapper
+
+
+def _checkpoint_hook_open(file, mode='r', *args, **kwargs):
+    """``open`` as seen by mmengine's checkpoint hook: its ``last_checkpoint`` write is atomic."""
+    from .atomic_save import atomic_open
+
+    if osp.basename(str(file)) == 'last_checkpoint' and mode in ('w', 'wt') and not args:
+        return atomic_open(file, mode, encoding=kwargs.get('encoding'))
+    return open(file, mode, *args, **kwargs)
+
+
+def _patch_checkpoint_saving():
+    import sys
+
+    from mmengine.hooks import checkpoint_hook
+    from mmengine.runner import checkpoint as ckpt
+
+    if 'save_checkpoint' not in _ORIGINALS:
+        _ORIGINALS['save_checkpoint'] = ckpt.save_checkpoint
+    original = _ORIGINALS['save_checkpoint']
+    # mmengine binds the function by name in several modules (runner, strategies, hooks).
+    for module in list(sys.modules.values()):
+        if getattr(module, '__dict__', {}).get('save_checkpoint') is original:
+            module.save_checkpoint = _save_checkpoint_atomically
+    # Module globals shadow builtins: only the hook's own `open` calls see this one.
+    checkpoint_hook.open = _checkpoint_hook_open
+    hook = checkpoint_hook.CheckpointHook
+    for name in ('_save_checkpoint_with_step', '_save_best_checkpoint'):
+        method = getattr(hook, name)
+        if not getattr(method, '_mmsam3_removes_after_saving', False):
+            setattr(hook, name, _remove_after_saving(method))
+
+
+def _find_latest_readable(path):
+    """mmengine's ``find_latest_checkpoint``, checked; see ``find_latest_readable_checkpoint``."""
+    from .checkpoint_integrity import find_latest_readable_checkpoint
+
+    return find_latest_readable_checkpoint(path, _ORIGINALS['find_latest_checkpoint'](path))
+
+
+def _patch_resume():
+    from mmengine.runner import _flexible_runner
+    from mmengine.runner import checkpoint as ckpt
+    from mmengine.runner import runner as runner_module
+
+    _ORIGINALS.setdefault('find_latest_checkpoint', ckpt.find_latest_checkpoint)
+    # Auto-resume resolves its file through this name in each runner module.
+    for module in (runner_module, _flexible_runner):
+        module.find_latest_checkpoint = _find_latest_readable
+
+    if 'load_or_resume' not in _ORIGINALS:
+        original = runner_module.Runner.load_or_resume
+        _ORIGINALS['load_or_resume'] = original
+
+        def load_or_resume(self):
+            from .checkpoint_integrity import check_resume_checkpoint
+
+            if not self._has_loaded and self._resume and self._load_from is not None:
+                check_resume_checkpoint(self._load_from, self.work_dir)
+            return original(self)
+
+        load_or_resume.__doc__ = original.__doc__
+        runner_module.Runner.load_or_resume = load_or_resume
+
+
 def apply_compat():
     """Apply every patch (idempotent)."""
     _register_safe_globals()
     _patch_checkpoint_loading()
+    _patch_checkpoint_saving()
+    _patch_resume()
     _patch_cpu_distributed()
     _patch_installed_path_lookup()
 

@@ -1,16 +1,41 @@
-"""Mapping between Meta's SAM 3 checkpoint layout and mmsam3's ``SAM3`` detector.
+"""SAM 3 checkpoints in and out of mmsam3: Meta's layouts, transformers' layouts, the checks.
 
-The official ``sam3.pt`` holds the video model: ``detector.*`` (the image model plus a second neck,
-``sam2_convs``, for the tracker) and ``tracker.*``. mmsam3's modules keep the official parameter
-names inside each component, so the conversion is a prefix map plus a list of entries the image
-model does not use:
+Source layouts (:data:`SOURCE_FORMATS`, found by :func:`detect_format`):
 
-* ``*.attn.freqs_cis``: complex RoPE tables; mmsam3 computes RoPE from the token grid.
-* ``backbone.vision_backbone.sam2_convs.*`` and ``tracker.*``: video / interactive tracker only.
+* ``sam3``: Meta's ``sam3.pt`` (the video model: ``detector.*`` = the image model plus the
+  tracker's neck copy ``sam2_convs``, and ``tracker.*``), or an image model's own ``state_dict()``.
+* ``sam3.1``: Meta's ``sam3.1_multiplex.pt`` (SAM 3.1). Its detector is SAM 3's image model
+  whose neck (``Sam3TriViTDetNeck``) builds three levels (no x0.5 ``convs.3``) and carries two
+  more copies, ``interactive_convs`` (click-refinement head) and ``propagation_convs``
+  (multiplex tracker); ``tracker.*`` is the multiplex tracker. Meta's loader also renames an
+  internal naming (``sam3_model.`` -> ``detector.``, ``sam2_predictor.`` -> ``tracker.``), so
+  both are read. The layout was established from Meta's public code, see the README.
+* ``hf`` / ``hf-litetext``: transformers' ``Sam3Model`` / ``Sam3LiteTextModel``
+  (``model.safetensors``, or a folder with ``config.json``); see :mod:`.sam3_checkpoint_hf`.
+
+mmsam3's modules keep Meta's parameter names inside each component, so Meta's layouts convert by
+prefix (:data:`PREFIX_MAP`) plus a list of entries the image model does not use
+(:data:`DROPPED`): the complex RoPE tables ``*.attn.freqs_cis`` (mmsam3 computes RoPE from the
+token grid with cos/sin), the tracker and the tracker / interactive necks.
+
+Every conversion checks that each tensor is finite (:func:`nonfinite_tensors`).
 """
+import json
+import os
+import os.path as osp
 from collections import OrderedDict
 
 import torch
+
+from .sam3_checkpoint_hf import hf_to_mmsam3, mmsam3_to_hf
+
+__all__ = [
+    'PREFIX_MAP', 'DROPPED', 'SOURCE_FORMATS', 'CheckpointConversionError',
+    'convert_official_state_dict', 'convert_to_mmsam3', 'detect_format', 'export_official',
+    'export_hf', 'format_report', 'nonfinite_tensors', 'read_source', 'official_rope_tables'
+]
+
+SOURCE_FORMATS = ('sam3', 'sam3.1', 'hf', 'hf-litetext')
 
 # (official prefix after `detector.`, mmsam3 prefix); first match wins.
 PREFIX_MAP = (
@@ -28,8 +53,18 @@ PREFIX_MAP = (
 DROPPED = (
     ('.attn.freqs_cis', 'complex RoPE cache; recomputed from the token grid with cos/sin'),
     ('backbone.vision_backbone.sam2_convs.', 'tracker neck (video / interactive model only)'),
+    ('backbone.vision_backbone.interactive_convs.',
+     'SAM 3.1 interactive-head neck (click refinement)'),
+    ('backbone.vision_backbone.propagation_convs.', 'SAM 3.1 multiplex tracker neck'),
     ('tracker.', 'video tracker'),
 )
+
+# Meta's internal names, renamed by its SAM 3.1 loader (`build_sam3_multiplex_video_predictor`).
+_INTERNAL_PREFIXES = (('sam3_model.', 'detector.'), ('sam2_predictor.', 'tracker.'))
+
+
+class CheckpointConversionError(ValueError):
+    """A checkpoint cannot be converted; the message names the file or tensor and the fix."""
 
 
 def _unwrap(checkpoint):
@@ -40,13 +75,19 @@ def _unwrap(checkpoint):
     return checkpoint
 
 
+def _internal_to_public(key):
+    for src, dst in _INTERNAL_PREFIXES:
+        if key.startswith(src):
+            return dst + key[len(src):]
+    return key
+
+
 def convert_official_state_dict(checkpoint):
-    """Convert an official SAM 3 state dict (``sam3.pt`` layout) to mmsam3's.
+    """Convert a Meta SAM 3 / SAM 3.1 state dict (``sam3.pt`` / ``sam3.1_multiplex.pt``).
 
     Args:
         checkpoint (dict): the loaded file; a ``model`` / ``state_dict`` wrapper is unwrapped. Keys
-            may carry the ``detector.`` prefix (``sam3.pt``) or not (an image model's own
-            ``state_dict()``).
+            may carry the ``detector.`` prefix or not (an image model's own ``state_dict()``).
 
     Returns:
         tuple[OrderedDict, dict]: the converted state dict and a report
@@ -57,16 +98,18 @@ def convert_official_state_dict(checkpoint):
     converted = OrderedDict()
     dropped, unknown = {}, []
     for key, value in state.items():
-        reason = next((why for pat, why in DROPPED if pat in key or key.startswith(pat)), None)
+        public = _internal_to_public(key)
+        reason = next((why for pat, why in DROPPED if pat in public or public.startswith(pat)),
+                      None)
         if reason is not None:
             dropped[reason] = dropped.get(reason, 0) + 1
             continue
-        name = key[len('detector.'):] if key.startswith('detector.') else key
+        name = public[len('detector.'):] if public.startswith('detector.') else public
         for src, dst in PREFIX_MAP:
             if name.startswith(src):
                 if torch.is_tensor(value) and value.is_complex():
-                    raise ValueError(f'unexpected complex tensor {key}; mmsam3 holds no complex '
-                                     'parameters')
+                    raise CheckpointConversionError(
+                        f'unexpected complex tensor {key}; mmsam3 holds no complex parameters')
                 converted[dst + name[len(src):]] = value
                 break
         else:
@@ -75,12 +118,290 @@ def convert_official_state_dict(checkpoint):
     return converted, report
 
 
-def format_report(report):
-    lines = [f'converted {report["converted"]} tensors']
-    for reason, count in sorted(report['dropped'].items()):
-        lines.append(f'dropped {count:5d}  {reason}')
+# ------------------------------------------------------------------------------------- reading
+def _load_torch(path):
+    from .checkpoint_integrity import checkpoint_read_error
+
+    problem = checkpoint_read_error(path)
+    if problem is not None:
+        raise CheckpointConversionError(f'cannot read {path}: {problem}.')
+    try:
+        return torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as exc:  # pickle / zip errors come in many types
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointConversionError(
+            f'cannot read {path} as a plain state dict ({type(exc).__name__}: {first[:200]}); '
+            'a SAM 3 checkpoint is a dict of tensors saved with torch.save.') from None
+
+
+def _load_safetensors(path):
+    try:
+        from safetensors.torch import load_file
+    except ImportError:
+        raise CheckpointConversionError(
+            f'{path} is a safetensors file: pip install safetensors') from None
+    try:
+        return load_file(path, device='cpu')
+    except Exception as exc:
+        raise CheckpointConversionError(
+            f'cannot read {path}: it is not a complete safetensors file ({exc}).') from None
+
+
+def _load_hf_folder(folder):
+    index = osp.join(folder, 'model.safetensors.index.json')
+    single = osp.join(folder, 'model.safetensors')
+    if osp.isfile(single):
+        state = _load_safetensors(single)
+    elif osp.isfile(index):
+        with open(index) as f:
+            shards = sorted(set(json.load(f)['weight_map'].values()))
+        state = {}
+        for shard in shards:
+            state.update(_load_safetensors(osp.join(folder, shard)))
+    elif osp.isfile(osp.join(folder, 'pytorch_model.bin')):
+        state = _load_torch(osp.join(folder, 'pytorch_model.bin'))
+    else:
+        raise CheckpointConversionError(
+            f'{folder} is a folder without model.safetensors, model.safetensors.index.json or '
+            'pytorch_model.bin; pass the checkpoint file itself.')
+    return state
+
+
+def read_source(path):
+    """Read a checkpoint file or a transformers folder.
+
+    Returns:
+        tuple[dict, dict | None]: the state dict (wrappers removed) and the transformers
+        ``config.json`` content when there is one (next to the file, or in the folder).
+
+    Raises:
+        CheckpointConversionError: missing, unreadable, truncated or not a state dict.
+    """
+    if not osp.exists(path):
+        raise CheckpointConversionError(f'cannot read {path}: it does not exist.')
+    folder = path if osp.isdir(path) else osp.dirname(path)
+    if osp.isdir(path):
+        state = _load_hf_folder(path)
+    elif path.endswith('.safetensors'):
+        state = _load_safetensors(path)
+    else:
+        state = _unwrap(_load_torch(path))
+    if not isinstance(state, dict) or not state:
+        raise CheckpointConversionError(f'{path} holds no state dict (a dict of tensors).')
+    config = None
+    cfg_path = osp.join(folder, 'config.json')
+    if osp.isfile(cfg_path) and (osp.isdir(path) or path.endswith('.safetensors')):
+        try:
+            with open(cfg_path) as f:
+                config = json.load(f)
+        except (OSError, ValueError) as exc:
+            raise CheckpointConversionError(f'cannot read {cfg_path}: {exc}') from None
+    return state, config
+
+
+# ----------------------------------------------------------------------------------- detection
+_FOREIGN_HINTS = (
+    ('image_encoder.trunk.', 'a SAM 2 checkpoint'),
+    ('image_encoder.neck.', 'a SAM 2 checkpoint'),
+    ('memory_attention.', 'a SAM 2 checkpoint'),
+    ('image_encoder.blocks.', 'a SAM 1 (segment-anything) checkpoint'),
+    ('mask_decoder.transformer.', 'a SAM 1 / SAM 2 checkpoint'),
+    ('backbone.blocks.', 'an mmsam3 checkpoint (already converted)'),
+    ('backbone.layer1.', 'an mmdet / torchvision ResNet detector'),
+)
+
+
+def detect_format(state, config=None):
+    """Which of :data:`SOURCE_FORMATS` ``state`` is in.
+
+    Raises:
+        CheckpointConversionError: none matches; the message says what it looks like instead.
+    """
+    model_type = (config or {}).get('model_type')
+    if model_type == 'sam3_lite_text':
+        return 'hf-litetext'
+    if model_type in ('sam3', 'sam3_video'):
+        return 'hf'
+    keys = [_internal_to_public(k) for k in state]
+    names = [k[len('detector_model.'):] if k.startswith('detector_model.') else k for k in keys]
+    if any(k.startswith('vision_encoder.backbone.') for k in names):
+        lite = any(k.startswith('text_encoder.layers.') or
+                   k.startswith('text_encoder.embeddings.position_embedding.position_embedding')
+                   for k in names)
+        return 'hf-litetext' if lite else 'hf'
+    meta = [k[len('detector.'):] if k.startswith('detector.') else k for k in keys]
+    if any(k.startswith('backbone.vision_backbone.trunk.') for k in meta):
+        tri = any(k.startswith(('backbone.vision_backbone.interactive_convs.',
+                                'backbone.vision_backbone.propagation_convs.')) for k in meta)
+        return 'sam3.1' if tri else 'sam3'
+    hint = next((what for pre, what in _FOREIGN_HINTS if any(k.startswith(pre) for k in keys)),
+                None)
+    heads = sorted({k.split('.')[0] for k in keys})[:8]
+    raise CheckpointConversionError(
+        'not a SAM 3 checkpoint in a known layout (Meta sam3.pt / sam3.1_multiplex.pt, '
+        f'transformers Sam3Model / Sam3LiteTextModel){": it looks like " + hint if hint else ""}; '
+        f'its keys start with {", ".join(heads)}. Name the layout with --src-format if it is '
+        'one of ' + ', '.join(SOURCE_FORMATS) + '.')
+
+
+# ------------------------------------------------------------------------------------- checks
+def nonfinite_tensors(state):
+    """Names of floating / complex tensors of ``state`` holding NaN or Inf, with counts."""
+    bad = []
+    for key, value in state.items():
+        if torch.is_tensor(value) and (value.is_floating_point() or value.is_complex()):
+            finite = torch.isfinite(value)
+            if not bool(finite.all()):
+                bad.append((key, int((~finite).sum())))
+    return bad
+
+
+def _check_finite(state, allow_nonfinite, where):
+    bad = nonfinite_tensors(state)
+    if bad and not allow_nonfinite:
+        listed = ', '.join(f'{k} ({n} values)' for k, n in bad[:5])
+        more = f' and {len(bad) - 5} more' if len(bad) > 5 else ''
+        raise CheckpointConversionError(
+            f'{where} holds non-finite values (NaN / Inf) in {listed}{more}; refusing to convert '
+            'it. Pass --allow-nonfinite to convert it anyway and report them.')
+    return bad
+
+
+def convert_to_mmsam3(state, src_format=None, config=None, allow_nonfinite=False, where='input'):
+    """Any source layout -> mmsam3 state dict.
+
+    Args:
+        state (dict): from :func:`read_source`.
+        src_format (str | None): one of :data:`SOURCE_FORMATS`, or None to detect it.
+        config (dict | None): transformers ``config.json`` content, if any.
+        allow_nonfinite (bool): report non-finite tensors instead of refusing them.
+        where (str): what to call the input in messages (its path).
+
+    Returns:
+        tuple[OrderedDict, dict]: the state dict and a report with ``format``, ``total``,
+        ``converted``, ``dropped``, ``filled``, ``unknown`` and ``nonfinite``.
+
+    Raises:
+        CheckpointConversionError: unknown layout, unknown keys, a non-finite tensor.
+    """
+    fmt = src_format or detect_format(state, config)
+    if fmt not in SOURCE_FORMATS:
+        raise CheckpointConversionError(
+            f'unknown source format {fmt!r}; choose from {", ".join(SOURCE_FORMATS)}')
+    bad = _check_finite(state, allow_nonfinite, where)
+    if fmt in ('sam3', 'sam3.1'):
+        out, report = convert_official_state_dict(state)
+        report['filled'] = {}
+    else:
+        out, report = hf_to_mmsam3(state, lite_text=fmt == 'hf-litetext')
+    report.update(format=fmt, total=len(state), nonfinite=bad)
+    if not out:
+        raise CheckpointConversionError(
+            f'{where} converted to nothing as {fmt}: not a SAM 3 checkpoint of that layout.')
     if report['unknown']:
+        raise CheckpointConversionError(
+            f'{len(report["unknown"])} keys of {where} are not part of the {fmt} image-model '
+            f'layout ({", ".join(report["unknown"][:5])}'
+            f'{" ..." if len(report["unknown"]) > 5 else ""}); refusing to write a partial '
+            'checkpoint. If this is another layout, name it with --src-format.')
+    return out, report
+
+
+# ------------------------------------------------------------------------------------- export
+def official_rope_tables(embed_dims=1024, num_heads=16, img_size=1008, patch_size=14,
+                         window_size=24, global_att_blocks=(7, 15, 23, 31), depth=32,
+                         theta=10000.0):
+    """The ``blocks.{i}.attn.freqs_cis`` buffers Meta's ViT registers, bit for bit.
+
+    Meta's model stores RoPE as complex64 ``(L, head_dim / 2)`` tables: ``L`` = 24 x 24 window
+    tokens (positions 0..23) or the global grid (72 x 72 at 1008, positions scaled by 24 / 72).
+    They are needed only to write Meta's layout (its loader reports them missing otherwise), so
+    this is the one place complex numbers are built, with Meta's own operation order.
+    """
+    head_dim = embed_dims // num_heads
+    grid = img_size // patch_size
+
+    def table(end, scale):
+        freqs = 1.0 / (theta**(torch.arange(0, head_dim, 4)[:head_dim // 4].float() / head_dim))
+        t = torch.arange(end * end, dtype=torch.float32)
+        t_x = (t % end).float() * scale
+        t_y = torch.div(t, end, rounding_mode='floor').float() * scale
+        ax, ay = torch.outer(t_x, freqs), torch.outer(t_y, freqs)
+        return torch.cat([torch.polar(torch.ones_like(ax), ax),
+                          torch.polar(torch.ones_like(ay), ay)], dim=-1)
+
+    window = table(window_size, 1.0)
+    glob = table(grid, window_size / grid)
+    return {f'blocks.{i}.attn.freqs_cis': (glob if i in global_att_blocks else window).clone()
+            for i in range(depth)}
+
+
+def export_official(state, vit_arch=None, extra=None):
+    """mmsam3 state dict -> Meta's ``sam3.pt`` layout (``detector.*``).
+
+    Args:
+        state (dict): mmsam3 ``SAM3`` state dict.
+        vit_arch (dict | None): ``SAM3ViT`` sizes for the RoPE tables (``embed_dims``,
+            ``num_heads``, ``img_size``, ``patch_size``, ``window_size``, ``global_att_blocks``);
+            default: the official ViT-L at 1008. ``depth`` is counted from ``state``.
+        extra (dict | None): entries copied unchanged (e.g. ``tracker.*`` and ``sam2_convs`` of the
+            original ``sam3.pt``, so Meta's video predictor gets a complete file).
+
+    Returns:
+        tuple[OrderedDict, dict]: the official state dict and a report.
+    """
+    reverse = [(dst, src) for src, dst in PREFIX_MAP]
+    out, unknown = OrderedDict(), []
+    for key, value in state.items():
+        for mm, official in reverse:
+            if key.startswith(mm):
+                out['detector.' + official + key[len(mm):]] = value
+                break
+        else:
+            unknown.append(key)
+    arch = dict(embed_dims=1024, num_heads=16, img_size=1008, patch_size=14, window_size=24,
+                global_att_blocks=(7, 15, 23, 31))
+    arch.update({k: v for k, v in (vit_arch or {}).items() if k in arch})
+    if 'backbone.pos_embed' in state:
+        arch['embed_dims'] = state['backbone.pos_embed'].shape[-1]
+    depth = len({k.split('.')[2] for k in state if k.startswith('backbone.blocks.')})
+    trunk = 'detector.backbone.vision_backbone.trunk.'
+    for name, table in official_rope_tables(depth=depth, **arch).items():
+        out[trunk + name] = table
+    copied = 0
+    for key, value in (extra or {}).items():
+        if key not in out:
+            out[key] = value
+            copied += 1
+    report = dict(converted=len(state) - len(unknown), regenerated=depth, copied=copied,
+                  unknown=unknown)
+    return out, report
+
+
+def export_hf(state, lite_text=None):
+    """mmsam3 state dict -> transformers ``Sam3Model`` (or ``Sam3LiteTextModel``) names.
+
+    ``lite_text`` None: decided by the text encoder's keys.
+    """
+    if lite_text is None:
+        lite_text = not any(k.startswith('text_encoder.encoder.transformer.') for k in state)
+    return mmsam3_to_hf(state, lite_text=lite_text)
+
+
+def format_report(report):
+    lines = []
+    if 'format' in report:
+        lines.append(f'source format {report["format"]}: {report.get("total", "?")} tensors')
+    lines.append(f'converted {report["converted"]} tensors')
+    for reason, count in sorted(report.get('dropped', {}).items()):
+        lines.append(f'dropped {count:5d}  {reason}')
+    for reason, count in sorted(report.get('filled', {}).items()):
+        lines.append(f'filled  {count:5d}  {reason} (zeros)')
+    for key, count in report.get('nonfinite', []):
+        lines.append(f'NON-FINITE {key}: {count} values (kept: --allow-nonfinite)')
+    if report.get('unknown'):
         lines.append(f'unknown {len(report["unknown"])} (not converted): ' +
                      ', '.join(report['unknown'][:10]) +
                      (' ...' if len(report['unknown']) > 10 else ''))
     return '\n'.join(lines)
+

@@ -14,7 +14,7 @@ CFG = osp.join(REPO, 'configs', '_base_', 'datasets')
 
 @pytest.fixture(scope='module')
 def shapes_root(tmp_path_factory):
-    path = osp.join(REPO, 'tools', 'data', 'make_shapes_dataset.py')
+    path = osp.join(REPO, 'tools', 'dataset_converters', 'make_shapes_dataset.py')
     spec = importlib.util.spec_from_file_location('make_shapes_dataset', path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

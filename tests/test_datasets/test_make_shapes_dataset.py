@@ -1,4 +1,4 @@
-"""tools/data/make_shapes_dataset.py: deterministic Roboflow-layout synthetic shapes."""
+"""tools/dataset_converters/make_shapes_dataset.py: deterministic Roboflow-layout shapes."""
 import filecmp
 import importlib.util
 import json
@@ -13,7 +13,7 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 @pytest.fixture(scope='module')
 def shapes_mod():
-    path = osp.join(REPO, 'tools', 'data', 'make_shapes_dataset.py')
+    path = osp.join(REPO, 'tools', 'dataset_converters', 'make_shapes_dataset.py')
     spec = importlib.util.spec_from_file_location('make_shapes_dataset', path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

@@ -83,11 +83,12 @@ def test_per_dataset_and_mean_ap(tmp_path):
 
 def test_plain_mmdet_coco_metric_and_shared_metainfo(tmp_path):
     """mmdet's own CocoMetric works as the per-dataset metric; two datasets with identical
-    metainfo make ConcatDataset give one dict instead of a list."""
+    metainfo share it (the evaluator gets their classes)."""
     spec = {'a': DATASETS_SPEC['alpha'], 'b': DATASETS_SPEC['alpha']}
     root = make_datasets(str(tmp_path), spec)
     concat = concat_dataset(root, ['a', 'b'])
-    assert isinstance(concat.metainfo, dict)
+    assert list(concat.metainfo['classes']) == ['cat', 'dog']
+    assert concat.metainfo['classes'] == concat.datasets[1].metainfo['classes']
     results = run(build_evaluator(root, ['a', 'b'], 'CocoMetric'), concat, ['a', 'b'],
                   batch_size=3, undetected={'b': {'dog'}})
     assert results['a/coco/bbox_mAP'] == pytest.approx(1.0)

@@ -1,4 +1,4 @@
-"""tools/analysis/results_to_tables.py and pr_curve.py on tiny fixtures with known AP."""
+"""tools/analysis_tools/results_to_tables.py and pr_curve.py on tiny fixtures with known AP."""
 import csv
 import json
 import os.path as osp

@@ -26,7 +26,8 @@ def _run(cmd, cwd, env=None, timeout=900):
 @pytest.fixture(scope='module')
 def shapes(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('shapes'))
-    rc, out = _run([sys.executable, osp.join(REPO, 'tools/data/make_shapes_dataset.py'), root,
+    rc, out = _run([sys.executable,
+                    osp.join(REPO, 'tools/dataset_converters/make_shapes_dataset.py'), root,
                     '--train', '8', '--val', '4', '--size', '168'], cwd=root)
     assert rc == 0, out
     return root + '/'
@@ -102,7 +103,7 @@ def test_dist_train_shapes_two_processes(shapes, bpe_path, tmp_path):
 @pytest.mark.slow
 def test_learning_check_reaches_ap50(bpe_path, tmp_path):
     """The full from-scratch learning check (about 20 minutes on 2 cores)."""
-    rc, out = _run([sys.executable, osp.join(REPO, 'tools/analysis/learning_check.py'),
+    rc, out = _run([sys.executable, osp.join(REPO, 'tools/analysis_tools/learning_check.py'),
                     '--data-root', str(tmp_path / 'data'), '--work-dir',
                     str(tmp_path / 'work'), '--bpe', bpe_path], cwd=str(tmp_path), timeout=3600)
     assert rc == 0 and 'PASS' in out, out[-3000:]
@@ -135,7 +136,7 @@ def test_tools_test_prints_coco_ap_and_cgf1(shapes, bpe_path, tmp_path):
 def test_learning_check_refuses_data_of_another_preset(shapes, bpe_path, tmp_path):
     """An existing data root with the compositional categories is not silently reused for the
     (distinct-preset) check: it stops before training, naming the file."""
-    rc, out = _run([sys.executable, osp.join(REPO, 'tools/analysis/learning_check.py'),
+    rc, out = _run([sys.executable, osp.join(REPO, 'tools/analysis_tools/learning_check.py'),
                     '--data-root', shapes, '--work-dir', str(tmp_path / 'work'), '--bpe',
                     bpe_path], cwd=str(tmp_path))
     assert rc != 0

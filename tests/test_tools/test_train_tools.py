@@ -49,7 +49,8 @@ def test_custom_imports_registers_mmsam3_modules(tmp_path):
     from mmdet.registry import MODELS
     init_default_scope(cfg.default_scope)
     assert DefaultScope.get_current_instance().scope_name == 'mmdet'
-    assert MODELS.get('SAM3ViT') is not None
+    from mmsam3.models.backbones import SAM3ViT
+    assert MODELS.get('SAM3ViT') is SAM3ViT
 
 
 def test_mim_base_config_resolves(tmp_path):

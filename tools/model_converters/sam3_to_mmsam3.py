@@ -1,26 +1,40 @@
-"""Convert Meta's SAM 3 checkpoint to an mmsam3 (mmengine) checkpoint.
+"""Convert a SAM 3 checkpoint (Meta's or transformers') to an mmsam3 (mmengine) checkpoint.
 
     python tools/model_converters/sam3_to_mmsam3.py sam3.pt checkpoints/sam3_vit-l_mmsam3.pth
     python tools/model_converters/sam3_to_mmsam3.py sam3.pt out.pth \
         --verify configs/sam3_vit-l_1008_zeroshot.py      # also load it strictly into the model
+    python tools/model_converters/sam3_to_mmsam3.py sam3.1_multiplex.pt out.pth \
+        --verify configs/_base_/models/sam3.1_vit-l.py
+    python tools/model_converters/sam3_to_mmsam3.py facebook-sam3/ out.pth   # transformers folder
+    python tools/model_converters/sam3_to_mmsam3.py model.safetensors out.pth --src-format hf
 
-The input is read with ``torch.load(weights_only=True)``: it must be a plain state dict (the
-official release is). What is dropped (tracker, RoPE caches, the tracker's neck) is printed.
+Inputs (detected from the keys / config.json, or named with ``--src-format``): ``sam3`` (Meta's
+``sam3.pt``), ``sam3.1`` (``sam3.1_multiplex.pt``, its image detector), ``hf`` (transformers
+``Sam3Model``: ``model.safetensors`` or its folder) and ``hf-litetext`` (``Sam3LiteTextModel``;
+use ``configs/_base_/models/sam3_vit-l_litetext.py``). ``.pt`` files are read with
+``torch.load(weights_only=True)``. The report prints the source format, the counts and what is
+dropped (tracker, RoPE caches, the tracker / interactive necks) or filled in. A tensor holding
+NaN / Inf is refused with its name (``--allow-nonfinite`` converts and lists them); an unreadable
+file, an unknown layout or unknown keys end with one line and exit code 1, and nothing is written.
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
-import torch
-
-from mmsam3.utils.sam3_checkpoint import convert_official_state_dict, format_report
+from mmsam3.utils.atomic_save import atomic_torch_save
+from mmsam3.utils.sam3_checkpoint import (SOURCE_FORMATS, CheckpointConversionError,
+                                          convert_to_mmsam3, format_report, read_source)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('src', help='official checkpoint (sam3.pt)')
+    parser.add_argument('src', help='sam3.pt, sam3.1_multiplex.pt, model.safetensors or a '
+                        'transformers folder')
     parser.add_argument('dst', help='output mmengine checkpoint (.pth)')
+    parser.add_argument('--src-format', choices=SOURCE_FORMATS,
+                        help='layout of src (default: detected)')
+    parser.add_argument('--allow-nonfinite', action='store_true',
+                        help='convert a checkpoint holding NaN / Inf (listed in the report)')
     parser.add_argument('--verify', metavar='CONFIG',
                         help='build the model of CONFIG and load the result with strict=True')
     return parser.parse_args(argv)
@@ -41,21 +55,27 @@ def verify(config, state_dict):
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.src.endswith('.safetensors'):
-        sys.exit('Hugging Face safetensors use another key layout that is not supported yet; '
-                 'convert the official sam3.pt instead.')
-    checkpoint = torch.load(args.src, map_location='cpu', weights_only=True)
-    state_dict, report = convert_official_state_dict(checkpoint)
+    try:
+        source, hf_config = read_source(args.src)
+        state_dict, report = convert_to_mmsam3(source, args.src_format, hf_config,
+                                               args.allow_nonfinite, where=args.src)
+    except CheckpointConversionError as exc:
+        sys.exit(f'error: {exc}')
     print(format_report(report))
-    if report['unknown']:
-        sys.exit(f'{len(report["unknown"])} keys of {args.src} are not part of SAM 3\'s image '
-                 'model layout; refusing to write a partial checkpoint.')
     if args.verify:
-        verify(args.verify, state_dict)
+        try:
+            verify(args.verify, state_dict)
+        except RuntimeError as exc:  # load_state_dict: missing / unexpected / size mismatch
+            detail = ' '.join(str(exc).split())[:600]
+            sys.exit(f'error: {args.verify} does not load the converted weights with '
+                     f'strict=True: {detail}')
         print(f'verified: {args.verify} loads the converted weights with strict=True')
-    os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
-    torch.save(dict(meta=dict(converted_from=osp.basename(args.src)), state_dict=state_dict),
-               args.dst)
+    meta = dict(converted_from=osp.basename(osp.normpath(args.src)),
+                source_format=report['format'])
+    if hf_config is not None:
+        meta['hf_config'] = hf_config  # reused by mmsam3_to_sam3.py --dst-format hf
+    # Written to a temporary file and renamed: a killed conversion leaves no partial args.dst.
+    atomic_torch_save(dict(meta=meta, state_dict=state_dict), args.dst)
     print(f'saved {args.dst}')
 
 

@@ -46,7 +46,8 @@ train_pipeline = [
 test_pipeline = [
     dict(type='LoadImageFromFile', backend_args=backend_args),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=False),
-    dict(type='Resize', scale=(input_size, input_size), keep_ratio=False),
+    # torchvision's uint8 bilinear + antialias resize, as Meta's Sam3Processor (not cv2)
+    dict(type='TorchvisionResize', scale=(input_size, input_size), keep_ratio=False),
     dict(type='BuildPromptQueries'),
     dict(type='PackSAM3Inputs'),
 ]

@@ -25,7 +25,7 @@ from ...utils.text_prompt import parse_text_prompt
 
 SAM3_META_KEYS = ('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'flip',
                   'flip_direction', 'pad_shape', 'pad_param', 'texts', 'prompt_labels',
-                  'prompt_boxes', 'prompt_box_labels', 'text', 'custom_entities')
+                  'prompt_boxes', 'prompt_box_labels', 'text', 'custom_entities', 'unlabeled')
 
 
 @TRANSFORMS.register_module()

@@ -1,9 +1,10 @@
 """COCO AP analysis helpers (per-class AP, per-dataset summary, PR curves) on pycocotools' COCOeval.
 
-Used by ``tools/analysis/results_to_tables.py`` and ``tools/analysis/pr_curve.py``. AP itself is
-always pycocotools' ``COCOeval`` (standard parameters: IoU 0.50:0.05:0.95, 101 recall points,
-``maxDets`` 1/10/100, as the official SAM 3 evaluation); these functions only convert inputs and
-read its ``eval['precision']`` array, shaped (T iou, R recall, K category, A area, M maxDets).
+Used by ``tools/analysis_tools/results_to_tables.py`` and ``tools/analysis_tools/pr_curve.py``.
+AP itself is always pycocotools' ``COCOeval`` (standard parameters: IoU 0.50:0.05:0.95, 101 recall
+points, ``maxDets`` 1/10/100, as the official SAM 3 evaluation); these functions only convert
+inputs and read its ``eval['precision']`` array, shaped
+(T iou, R recall, K category, A area, M maxDets).
 
 Inputs:
 

@@ -44,10 +44,10 @@ def get_vit_layer_id(param_name: str, num_layers: int) -> int:
 class _PatchEmbed(nn.Module):
     """Non-overlapping patch conv: ``(B, 3, H, W)`` -> ``(B, H/p, W/p, C)`` (channels last)."""
 
-    def __init__(self, patch_size: int, in_channels: int, embed_dim: int, bias: bool):
+    def __init__(self, patch_size: int, in_channels: int, embed_dims: int, bias: bool):
         super().__init__()
         self.proj = nn.Conv2d(in_channels,
-                              embed_dim,
+                              embed_dims,
                               kernel_size=patch_size,
                               stride=patch_size,
                               bias=bias)
@@ -67,10 +67,10 @@ class SAM3ViT(BaseModule):
         img_size (int): Nominal input size (metadata; any multiple of ``patch_size`` is accepted).
         patch_size (int): Patch side. Default: 14.
         in_channels (int): Image channels. Default: 3.
-        embed_dim (int): Width. Default: 1024.
+        embed_dims (int): Width. Default: 1024.
         depth (int): Number of blocks. Default: 32.
         num_heads (int): Attention heads. Default: 16.
-        mlp_ratio (float): MLP hidden = ``int(embed_dim * mlp_ratio)``. Default: 4.625 (4736).
+        mlp_ratio (float): MLP hidden = ``int(embed_dims * mlp_ratio)``. Default: 4.625 (4736).
         qkv_bias (bool): Bias of ``qkv``. Default: True.
         window_size (int): Window side (tokens) of window blocks. Default: 24.
         global_att_blocks (Sequence[int]): Blocks with global attention. Default: (7, 15, 23, 31).
@@ -81,9 +81,10 @@ class SAM3ViT(BaseModule):
         use_interp_rope (bool): Squeeze RoPE positions into ``rope_pt_size`` per axis: window blocks
             use window-local coordinates, global blocks the whole (actual) token grid.
             Default: True.
-        drop_path_rate (float): Stochastic depth, linear from 0 to this over the blocks.
+        drop_path_rate (float): Stochastic depth (mmcv ``DropPath``), linear from 0 to this over
+            the blocks.
         norm_eps (float): LayerNorm epsilon. Default: 1e-5.
-        use_act_checkpoint (bool): Activation checkpointing of every block in training.
+        with_cp (bool): Activation checkpointing of every block in training.
         frozen_stages (int): -1 trains everything; ``k >= 0`` freezes the patch embedding,
             ``pos_embed`` and ``ln_pre`` plus the first ``k`` blocks (kept in eval mode).
         init_cfg (dict | list | None): mmengine init config (e.g. ``Pretrained``).
@@ -92,7 +93,8 @@ class SAM3ViT(BaseModule):
         x (Tensor): ``(B, 3, H, W)`` normalised image, ``H`` and ``W`` multiples of ``patch_size``
         (ValueError otherwise).
 
-        Returns ``tuple[Tensor]`` with one ``(B, embed_dim, H / patch_size, W / patch_size)`` map.
+        Returns ``tuple[Tensor]`` with one ``(B, embed_dims, H / patch_size, W / patch_size)``
+        map.
     """
 
     #: timm-style preprocessing metadata of the pretrained weights (pixels scaled to [0, 1]).
@@ -108,7 +110,7 @@ class SAM3ViT(BaseModule):
                  img_size: int = 1008,
                  patch_size: int = 14,
                  in_channels: int = 3,
-                 embed_dim: int = 1024,
+                 embed_dims: int = 1024,
                  depth: int = 32,
                  num_heads: int = 16,
                  mlp_ratio: float = 4.625,
@@ -121,7 +123,7 @@ class SAM3ViT(BaseModule):
                  use_interp_rope: bool = True,
                  drop_path_rate: float = 0.0,
                  norm_eps: float = 1e-5,
-                 use_act_checkpoint: bool = False,
+                 with_cp: bool = False,
                  frozen_stages: int = -1,
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
@@ -133,23 +135,23 @@ class SAM3ViT(BaseModule):
             raise ValueError(f'frozen_stages must be in [-1, {depth}], got {frozen_stages}')
         self.img_size = img_size
         self.patch_size = patch_size
-        self.embed_dim = embed_dim
+        self.embed_dims = embed_dims
         self.depth = depth
         self.window_size = window_size
         self.global_att_blocks = global_att_blocks
         self.frozen_stages = frozen_stages
         self.pretrain_grid = pretrain_img_size // patch_size
-        self.channel_list = [embed_dim]
+        self.channel_list = [embed_dims]
 
-        self.patch_embed = _PatchEmbed(patch_size, in_channels, embed_dim, bias=False)
+        self.patch_embed = _PatchEmbed(patch_size, in_channels, embed_dims, bias=False)
         # Row 0 belongs to the pre-training CLS token; it is kept only so checkpoints load as is.
-        self.pos_embed = nn.Parameter(torch.zeros(1, self.pretrain_grid**2 + 1, embed_dim))
-        self.ln_pre = nn.LayerNorm(embed_dim, eps=norm_eps)
+        self.pos_embed = nn.Parameter(torch.zeros(1, self.pretrain_grid**2 + 1, embed_dims))
+        self.ln_pre = nn.LayerNorm(embed_dims, eps=norm_eps)
 
         rope_pt = window_size if rope_pt_size is None else rope_pt_size
         dpr = torch.linspace(0, drop_path_rate, depth).tolist()
         self.blocks = nn.ModuleList([
-            SAM3ViTBlock(embed_dim,
+            SAM3ViTBlock(embed_dims,
                          num_heads,
                          mlp_ratio=mlp_ratio,
                          qkv_bias=qkv_bias,
@@ -160,7 +162,7 @@ class SAM3ViT(BaseModule):
                          rope_pt_size=rope_pt,
                          rope_interp=use_interp_rope,
                          norm_eps=norm_eps,
-                         use_act_checkpoint=use_act_checkpoint) for i in range(depth)
+                         with_cp=with_cp) for i in range(depth)
         ])
         self._init_parameters()
         self._freeze_stages()

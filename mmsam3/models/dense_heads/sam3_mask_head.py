@@ -9,17 +9,19 @@
    semantic logit map per prompt.
 
 The SAM 3 checkpoint has three pixel-decoder stages but only two FPN levels precede the encoder
-level, so ``conv_layers.2`` / ``norms.2`` are kept (strict load) and never executed.
+level, so ``conv_layers.2`` / ``norms.2`` are kept (strict load), never executed and frozen
+(``requires_grad=False``, so DDP runs without touching them); ``num_feature_levels``, which the
+detector sets from its neck, says how many stages run.
 """
 from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
-import torch.utils.checkpoint as cp
 from mmdet.registry import MODELS
 from torch import Tensor, nn
 
 from ..layers.attention import SAM3MultiheadAttention
+from ..layers.checkpoint import maybe_checkpoint
 from ..layers.mlp import SAM3MLP
 
 __all__ = ['SAM3PixelDecoder', 'SAM3MaskHead']
@@ -30,9 +32,12 @@ class SAM3PixelDecoder(nn.Module):
     """Top-down FPN decoder: ``conv_layers.{i}`` + ``norms.{i}`` per upsampling stage.
 
     Args:
-        hidden_dim (int): Channels of every level (256).
+        embed_dims (int): Channels of every level (256).
         num_upsampling_stages (int): Stages built (3 in SAM 3; only ``len(feats) - 1`` run).
         interpolation_mode (str): Upsampling mode ("nearest").
+        num_feature_levels (int, optional): Length of the ``feats`` it will be given; the
+            stages from ``num_feature_levels - 1`` on never run and are frozen. None: every
+            stage runs (``num_upsampling_stages + 1`` levels).
 
     Forward:
         feats: list of ``(B_i, C, H_i, W_i)``, finest first, coarsest (the start) last; batch
@@ -40,15 +45,25 @@ class SAM3PixelDecoder(nn.Module):
     """
 
     def __init__(self,
-                 hidden_dim: int = 256,
+                 embed_dims: int = 256,
                  num_upsampling_stages: int = 3,
-                 interpolation_mode: str = 'nearest'):
+                 interpolation_mode: str = 'nearest',
+                 num_feature_levels: Optional[int] = None):
         super().__init__()
+        if num_feature_levels is None:
+            num_feature_levels = num_upsampling_stages + 1
+        if not 1 <= num_feature_levels <= num_upsampling_stages + 1:
+            raise ValueError(f'num_feature_levels must be in [1, {num_upsampling_stages + 1}] '
+                             f'(num_upsampling_stages + 1), got {num_feature_levels}')
         self.interpolation_mode = interpolation_mode
+        self.num_feature_levels = num_feature_levels
         self.conv_layers = nn.ModuleList(
-            nn.Conv2d(hidden_dim, hidden_dim, 3, 1, 1) for _ in range(num_upsampling_stages))
+            nn.Conv2d(embed_dims, embed_dims, 3, 1, 1) for _ in range(num_upsampling_stages))
         self.norms = nn.ModuleList(
-            nn.GroupNorm(8, hidden_dim) for _ in range(num_upsampling_stages))
+            nn.GroupNorm(8, embed_dims) for _ in range(num_upsampling_stages))
+        for stage in range(num_feature_levels - 1, num_upsampling_stages):
+            self.conv_layers[stage].requires_grad_(False)
+            self.norms[stage].requires_grad_(False)
 
     def forward(self, feats: List[Tensor]) -> Tensor:
         out = feats[-1]
@@ -63,11 +78,14 @@ class SAM3MaskHead(nn.Module):
     """Instance + semantic mask head of SAM 3.
 
     Args:
-        d_model (int): Channels (256).
+        embed_dims (int): Channels (256).
         num_heads (int): Heads of ``cross_attend_prompt`` (8).
         num_upsampling_stages (int): Pixel-decoder stages to build (3).
         interpolation_mode (str): Pixel-decoder upsampling mode.
         with_cp (bool): Activation checkpointing of the pixel decoder in training.
+        num_feature_levels (int): Levels the pixel decoder is fed: the ``mlvl_feats`` plus the
+            encoder map (3 in SAM 3; the detector sets it from its neck's ``num_outs``). The
+            stages beyond them are frozen (module doc).
 
     Forward:
         mlvl_feats: FPN levels *finer* than the encoder map, finest first, each
@@ -83,20 +101,23 @@ class SAM3MaskHead(nn.Module):
     """
 
     def __init__(self,
-                 d_model: int = 256,
+                 embed_dims: int = 256,
                  num_heads: int = 8,
                  num_upsampling_stages: int = 3,
                  interpolation_mode: str = 'nearest',
-                 with_cp: bool = False):
+                 with_cp: bool = False,
+                 num_feature_levels: int = 3):
         super().__init__()
-        self.d_model = d_model
+        self.embed_dims = embed_dims
         self.with_cp = with_cp
-        self.pixel_decoder = SAM3PixelDecoder(d_model, num_upsampling_stages, interpolation_mode)
-        self.mask_predictor = nn.ModuleDict(dict(mask_embed=SAM3MLP(d_model, d_model, d_model, 3)))
-        self.cross_attend_prompt = SAM3MultiheadAttention(d_model, num_heads, dropout=0.0)
-        self.cross_attn_norm = nn.LayerNorm(d_model)
-        self.semantic_seg_head = nn.Conv2d(d_model, 1, kernel_size=1)
-        self.instance_seg_head = nn.Conv2d(d_model, d_model, kernel_size=1)
+        self.pixel_decoder = SAM3PixelDecoder(embed_dims, num_upsampling_stages, interpolation_mode,
+                                              num_feature_levels)
+        self.mask_predictor = nn.ModuleDict(
+            dict(mask_embed=SAM3MLP(embed_dims, embed_dims, embed_dims, 3)))
+        self.cross_attend_prompt = SAM3MultiheadAttention(embed_dims, num_heads, dropout=0.0)
+        self.cross_attn_norm = nn.LayerNorm(embed_dims)
+        self.semantic_seg_head = nn.Conv2d(embed_dims, 1, kernel_size=1)
+        self.instance_seg_head = nn.Conv2d(embed_dims, embed_dims, kernel_size=1)
 
     def forward(self,
                 mlvl_feats: Sequence[Tensor],
@@ -106,6 +127,11 @@ class SAM3MaskHead(nn.Module):
                 prompt: Tensor,
                 prompt_mask: Optional[Tensor] = None,
                 img_ids: Optional[Tensor] = None) -> Dict[str, Tensor]:
+        if len(mlvl_feats) + 1 != self.pixel_decoder.num_feature_levels:
+            raise ValueError(
+                f'SAM3MaskHead was built for {self.pixel_decoder.num_feature_levels} feature '
+                f'levels but got {len(mlvl_feats)} + the encoder map; set its '
+                f'num_feature_levels to the number of levels the neck returns')
         bs = memory.shape[1]
         attended = self.cross_attend_prompt(self.cross_attn_norm(memory),
                                             prompt,
@@ -113,7 +139,7 @@ class SAM3MaskHead(nn.Module):
                                             key_padding_mask=prompt_mask)
         memory = memory + attended
         h, w = int(feat_size[0]), int(feat_size[1])
-        enc_map = memory.permute(1, 2, 0).reshape(bs, self.d_model, h, w)
+        enc_map = memory.permute(1, 2, 0).reshape(bs, self.embed_dims, h, w)
 
         feats = []
         for feat in mlvl_feats:
@@ -121,10 +147,7 @@ class SAM3MaskHead(nn.Module):
                 feat = feat[img_ids.to(feat.device)]
             feats.append(feat)
         feats.append(enc_map)
-        if self.with_cp and self.training and torch.is_grad_enabled():
-            pixel_embed = cp.checkpoint(self.pixel_decoder, feats, use_reentrant=False)
-        else:
-            pixel_embed = self.pixel_decoder(feats)
+        pixel_embed = maybe_checkpoint(self, self.pixel_decoder, feats)
 
         instance_embed = self.instance_seg_head(pixel_embed)
         mask_embed = self.mask_predictor['mask_embed'](queries)

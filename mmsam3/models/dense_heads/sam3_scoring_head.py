@@ -20,7 +20,7 @@ class SAM3ScoringHead(nn.Module):
     """Query-vs-prompt dot-product logits.
 
     Args:
-        d_model (int): Channels of queries and prompt tokens (256).
+        embed_dims (int): Channels of queries and prompt tokens (256).
         d_proj (int): Projection channels (256); the logit scale is ``1 / sqrt(d_proj)``.
         mlp_hidden_dim (int): Hidden channels of ``prompt_mlp`` (2048).
         dropout (float): Dropout inside ``prompt_mlp`` (0.1).
@@ -33,21 +33,21 @@ class SAM3ScoringHead(nn.Module):
     """
 
     def __init__(self,
-                 d_model: int = 256,
+                 embed_dims: int = 256,
                  d_proj: int = 256,
                  mlp_hidden_dim: int = 2048,
                  dropout: float = 0.1,
                  clamp_max_val: Optional[float] = 12.0):
         super().__init__()
-        self.prompt_mlp = SAM3MLP(d_model,
+        self.prompt_mlp = SAM3MLP(embed_dims,
                                   mlp_hidden_dim,
-                                  d_model,
+                                  embed_dims,
                                   2,
                                   dropout=dropout,
                                   residual=True,
                                   out_norm=True)
-        self.prompt_proj = nn.Linear(d_model, d_proj)
-        self.hs_proj = nn.Linear(d_model, d_proj)
+        self.prompt_proj = nn.Linear(embed_dims, d_proj)
+        self.hs_proj = nn.Linear(embed_dims, d_proj)
         self.scale = d_proj**-0.5
         self.clamp_max_val = clamp_max_val
 

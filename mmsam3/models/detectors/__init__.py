@@ -1,4 +1,5 @@
 """Detectors of mmsam3."""
 from .sam3 import SAM3
+from .sam3_distiller import SAM3Distiller
 
-__all__ = ['SAM3']
+__all__ = ['SAM3', 'SAM3Distiller']

@@ -53,6 +53,12 @@ class SAM3(BaseDetector):
         lora (dict, optional): LoRA adapters on the image / text towers, keyword arguments of
             :func:`mmsam3.models.utils.apply_lora` (``r``, ``lora_alpha``, ``lora_dropout``,
             ``towers``); the towers' base weights are frozen.
+
+    Weights the image model never uses stay in it (official checkpoints load with
+    ``strict=True``) and are frozen by the module holding them: the text encoder's
+    ``text_projection``, the geometry encoder's point projections, the pixel-decoder stages
+    beyond the neck levels. DDP still needs ``find_unused_parameters`` for parameters idle only
+    in some steps (box-exemplar pooling, the semantic head without its loss).
     """
 
     def __init__(self,
@@ -79,14 +85,17 @@ class SAM3(BaseDetector):
         self.decoder = MODELS.build(decoder)
         bbox_head = copy.deepcopy(bbox_head)
         bbox_head.setdefault('num_queries', self.decoder.num_queries)
+        if bbox_head.get('mask_head') is not None:
+            # The pixel decoder is fed the neck levels; it freezes the stages they leave idle.
+            bbox_head['mask_head'].setdefault('num_feature_levels',
+                                              getattr(self.neck, 'num_outs', 3))
         bbox_head.update(train_cfg=train_cfg, test_cfg=test_cfg)
         self.bbox_head = MODELS.build(bbox_head)
         self.tokenizer_cfg = copy.deepcopy(tokenizer)
         self._tokenizer = None
-        self.position_encoding = SAM3SinePositionEncoding(num_feats=self.decoder.d_model)
+        self.position_encoding = SAM3SinePositionEncoding(num_feats=self.decoder.embed_dims)
         self.train_cfg = train_cfg
         self.test_cfg = test_cfg
-        self._freeze_dead_parameters()
         if lora is not None:
             from ..utils.lora import apply_lora
             apply_lora(self, **lora)
@@ -109,27 +118,6 @@ class SAM3(BaseDetector):
         for name in getattr(self, 'frozen_modules', ()):
             getattr(self, name).eval()
         return self
-
-    def _freeze_dead_parameters(self):
-        """``requires_grad=False`` on weights the image model never uses.
-
-        They stay in the model so official checkpoints load with ``strict=True``: the text
-        encoder's ``text_projection`` (multiplied, then discarded, by the official code), the
-        geometry encoder's point-prompt projections (the image model ignores points) and the
-        pixel-decoder stages beyond the neck levels that feed it. Freezing them lets DDP run
-        without touching them; ``find_unused_parameters`` is still needed for parameters that are
-        idle only in some steps (box-exemplar pooling, the semantic head without its loss).
-        """
-        dead = ['text_encoder.encoder.text_projection', 'geometry_encoder.points_']
-        mask_head = self.bbox_head.mask_head
-        if mask_head is not None:
-            used_stages = getattr(self.neck, 'num_outs', 3) - 1
-            for i in range(used_stages, len(mask_head.pixel_decoder.conv_layers)):
-                dead += [f'bbox_head.mask_head.pixel_decoder.conv_layers.{i}.',
-                         f'bbox_head.mask_head.pixel_decoder.norms.{i}.']
-        for name, param in self.named_parameters():
-            if any(name == d or name.startswith(d) for d in dead):
-                param.requires_grad_(False)
 
     # ------------------------------------------------------------------------------------------
     # stages

@@ -8,7 +8,7 @@ Parameter names equal the official ``backbone.language_backbone.*`` entries of `
     encoder.transformer.resblocks.{i}.attn.in_proj_weight / in_proj_bias / out_proj.{weight,bias}
     encoder.transformer.resblocks.{i}.ln_1 / ln_2 / mlp.c_fc / mlp.c_proj
     encoder.ln_final
-    resizer                                   (d_model, width)
+    resizer                                   (embed_dims, width)
 
 Numerics follow the official model: additive causal mask, **no** key-padding mask (pad positions
 attend to everything before them and produce features; consumers use the returned pad mask),
@@ -18,41 +18,14 @@ from collections import OrderedDict
 from typing import Tuple
 
 import torch
-import torch.nn.functional as F
-import torch.utils.checkpoint as cp
 from mmdet.registry import MODELS
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
+from ..layers.attention import SAM3MultiheadAttention
+from ..layers.checkpoint import maybe_checkpoint
+
 __all__ = ['SAM3TextEncoder']
-
-
-class _CausalSelfAttention(nn.Module):
-    """Multi-head causal self-attention stored like ``nn.MultiheadAttention``.
-
-    ``in_proj_weight`` is ``[W_q; W_k; W_v]`` (3 * width, width); ``out_proj`` a Linear.
-    Input/output: ``(N, L, width)``; position ``i`` attends to positions ``<= i``.
-    """
-
-    def __init__(self, width: int, num_heads: int):
-        super().__init__()
-        if width % num_heads != 0:
-            raise ValueError(f'width {width} is not divisible by num_heads {num_heads}')
-        self.num_heads = num_heads
-        self.in_proj_weight = nn.Parameter(torch.empty(3 * width, width))
-        self.in_proj_bias = nn.Parameter(torch.zeros(3 * width))
-        self.out_proj = nn.Linear(width, width)
-
-    def forward(self, x: Tensor) -> Tensor:
-        n, length, width = x.shape
-        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
-        q, k, v = qkv.reshape(n, length, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
-        # Causal mask (True = may attend), equivalent to the official additive -inf mask above
-        # the diagonal. Boolean so it fits any q dtype (autocast) and avoids -inf in fp16; built
-        # per call, so it follows the device and the sequence length.
-        mask = torch.ones(length, length, dtype=torch.bool, device=x.device).tril()
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return self.out_proj(out.transpose(1, 2).reshape(n, length, width))
 
 
 class _ResidualAttentionBlock(nn.Module):
@@ -60,7 +33,7 @@ class _ResidualAttentionBlock(nn.Module):
 
     def __init__(self, width: int, num_heads: int, mlp_ratio: float, norm_eps: float):
         super().__init__()
-        self.attn = _CausalSelfAttention(width, num_heads)
+        self.attn = SAM3MultiheadAttention(width, num_heads, batch_first=True, causal=True)
         self.ln_1 = nn.LayerNorm(width, eps=norm_eps)
         self.ln_2 = nn.LayerNorm(width, eps=norm_eps)
         hidden = int(width * mlp_ratio)
@@ -69,25 +42,24 @@ class _ResidualAttentionBlock(nn.Module):
                          ('c_proj', nn.Linear(hidden, width))]))
 
     def forward(self, x: Tensor) -> Tensor:
-        x = x + self.attn(self.ln_1(x))
+        h = self.ln_1(x)
+        x = x + self.attn(h, h, h)
         return x + self.mlp(self.ln_2(x))
 
 
 class _Transformer(nn.Module):
-    """Stack of residual blocks held in ``resblocks`` (official name)."""
+    """Stack of residual blocks held in ``resblocks`` (official name); ``with_cp``
+    checkpoints each block in training."""
 
     def __init__(self, width: int, layers: int, heads: int, mlp_ratio: float, norm_eps: float):
         super().__init__()
         self.resblocks = nn.ModuleList(
             [_ResidualAttentionBlock(width, heads, mlp_ratio, norm_eps) for _ in range(layers)])
-        self.use_act_checkpoint = False
+        self.with_cp = False
 
     def forward(self, x: Tensor) -> Tensor:
         for block in self.resblocks:
-            if self.use_act_checkpoint and self.training and torch.is_grad_enabled():
-                x = cp.checkpoint(block, x, use_reentrant=False)
-            else:
-                x = block(x)
+            x = maybe_checkpoint(self, block, x)
         return x
 
 
@@ -102,9 +74,10 @@ class _TextTransformer(nn.Module):
         self.positional_embedding = nn.Parameter(torch.empty(context_length, width))
         self.transformer = _Transformer(width, layers, heads, mlp_ratio, norm_eps)
         self.ln_final = nn.LayerNorm(width, eps=norm_eps)
-        # Dead in SAM 3 (the official model projects a pooled vector and discards it). Kept so
-        # the official checkpoint loads strictly; it never receives a gradient.
-        self.text_projection = nn.Parameter(torch.empty(width, output_dim))
+        # Dead in SAM 3 (the official model multiplies a pooled vector by it, then discards the
+        # result). Kept so the official checkpoint loads strictly, and frozen so that DDP runs
+        # without touching it.
+        self.text_projection = nn.Parameter(torch.empty(width, output_dim), requires_grad=False)
 
     def forward(self, token_ids: Tensor) -> Tensor:
         length = token_ids.shape[1]
@@ -114,26 +87,26 @@ class _TextTransformer(nn.Module):
 
 @MODELS.register_module()
 class SAM3TextEncoder(BaseModule):
-    """SAM 3 text encoder (defaults: the official 24-layer, width-1024 model, d_model 256).
+    """SAM 3 text encoder (defaults: the official 24-layer, width-1024 model, 256 channels out).
 
     Args:
-        d_model (int): Output channels (``resizer`` output). Default: 256.
+        embed_dims (int): Output channels (``resizer`` output). Default: 256.
         width (int): Transformer width. Default: 1024.
         heads (int): Attention heads. Default: 16.
         layers (int): Residual blocks. Default: 24.
         context_length (int): Maximum (and positional-table) length. Default: 32.
         vocab_size (int): Token vocabulary. Default: 49408.
         mlp_ratio (float): MLP hidden = ``int(width * mlp_ratio)``. Default: 4.
-        output_dim (int): Columns of the dead ``encoder.text_projection``. Default: 512.
+        output_dim (int): Columns of the dead (frozen) ``encoder.text_projection``. Default: 512.
         norm_eps (float): LayerNorm epsilon. Default: 1e-5.
-        use_act_checkpoint (bool): Activation checkpointing per block in training.
+        with_cp (bool): Activation checkpointing per block in training.
         init_cfg (dict | list | None): mmengine init config.
 
     Forward:
         token_ids (LongTensor): ``(N, L)`` ids from :class:`SAM3Tokenizer`, ``L <= context_length``,
         0 = padding.
 
-        Returns ``(features, pad_mask)``: ``features`` ``(N, L, d_model)`` (batch first; the
+        Returns ``(features, pad_mask)``: ``features`` ``(N, L, embed_dims)`` (batch first; the
         official model returns it sequence first) and ``pad_mask`` ``(N, L)`` bool, True where
         ``token_ids == 0``.
 
@@ -145,7 +118,7 @@ class SAM3TextEncoder(BaseModule):
     """
 
     def __init__(self,
-                 d_model: int = 256,
+                 embed_dims: int = 256,
                  width: int = 1024,
                  heads: int = 16,
                  layers: int = 24,
@@ -154,25 +127,25 @@ class SAM3TextEncoder(BaseModule):
                  mlp_ratio: float = 4.0,
                  output_dim: int = 512,
                  norm_eps: float = 1e-5,
-                 use_act_checkpoint: bool = False,
+                 with_cp: bool = False,
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
-        self.d_model = d_model
+        self.embed_dims = embed_dims
         self.width = width
         self.context_length = context_length
         self.encoder = _TextTransformer(vocab_size, context_length, width, layers, heads, mlp_ratio,
                                         output_dim, norm_eps)
-        self.resizer = nn.Linear(width, d_model)
-        self.use_act_checkpoint = use_act_checkpoint
+        self.resizer = nn.Linear(width, embed_dims)
+        self.with_cp = with_cp
         self._init_parameters()
 
     @property
-    def use_act_checkpoint(self) -> bool:
-        return self.encoder.transformer.use_act_checkpoint
+    def with_cp(self) -> bool:
+        return self.encoder.transformer.with_cp
 
-    @use_act_checkpoint.setter
-    def use_act_checkpoint(self, value: bool) -> None:
-        self.encoder.transformer.use_act_checkpoint = bool(value)
+    @with_cp.setter
+    def with_cp(self, value: bool) -> None:
+        self.encoder.transformer.with_cp = bool(value)
 
     def _init_parameters(self) -> None:
         enc = self.encoder

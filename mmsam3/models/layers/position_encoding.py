@@ -71,7 +71,7 @@ def gen_sineembed_for_position(pos: Tensor, num_feats: int = 256) -> Tensor:
     Args:
         pos (Tensor): ``(..., 2)`` normalised (x, y) or ``(..., 4)`` normalised (cx, cy, w, h).
         num_feats (int): Channels per *pair* of coordinates, i.e. ``num_feats // 2`` per
-            coordinate (SAM 3 passes ``d_model``).
+            coordinate (SAM 3 passes ``embed_dims``).
 
     Returns:
         Tensor: ``(..., num_feats)`` ordered (y, x) for points, ``(..., 2 * num_feats)``

@@ -19,13 +19,13 @@ from typing import Dict, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
-import torch.utils.checkpoint as cp
 from mmdet.models.layers.transformer.utils import inverse_sigmoid
 from mmdet.registry import MODELS
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
 from torch import Tensor, nn
 
 from .attention import SAM3MultiheadAttention
+from .checkpoint import maybe_checkpoint
 from .mlp import SAM3MLP
 from .position_encoding import gen_sineembed_for_position
 
@@ -41,7 +41,7 @@ class SAM3DecoderLayer(nn.Module):
     """One post-norm decoder layer (sequence-first).
 
     Args:
-        d_model (int): Channels.
+        embed_dims (int): Channels.
         num_heads (int): Heads of all three attentions.
         dim_feedforward (int): FFN hidden channels.
         dropout (float): Dropout on attention probabilities and residual branches.
@@ -55,26 +55,26 @@ class SAM3DecoderLayer(nn.Module):
     """
 
     def __init__(self,
-                 d_model: int = 256,
+                 embed_dims: int = 256,
                  num_heads: int = 8,
                  dim_feedforward: int = 2048,
                  dropout: float = 0.1):
         super().__init__()
         self.num_heads = num_heads
-        self.cross_attn = SAM3MultiheadAttention(d_model, num_heads, dropout=dropout)
+        self.cross_attn = SAM3MultiheadAttention(embed_dims, num_heads, dropout=dropout)
         self.dropout1 = nn.Dropout(dropout)
-        self.norm1 = nn.LayerNorm(d_model)
-        self.ca_text = SAM3MultiheadAttention(d_model, num_heads, dropout=dropout)
+        self.norm1 = nn.LayerNorm(embed_dims)
+        self.ca_text = SAM3MultiheadAttention(embed_dims, num_heads, dropout=dropout)
         self.catext_dropout = nn.Dropout(dropout)
-        self.catext_norm = nn.LayerNorm(d_model)
-        self.self_attn = SAM3MultiheadAttention(d_model, num_heads, dropout=dropout)
+        self.catext_norm = nn.LayerNorm(embed_dims)
+        self.self_attn = SAM3MultiheadAttention(embed_dims, num_heads, dropout=dropout)
         self.dropout2 = nn.Dropout(dropout)
-        self.norm2 = nn.LayerNorm(d_model)
-        self.linear1 = nn.Linear(d_model, dim_feedforward)
+        self.norm2 = nn.LayerNorm(embed_dims)
+        self.linear1 = nn.Linear(embed_dims, dim_feedforward)
         self.dropout3 = nn.Dropout(dropout)
-        self.linear2 = nn.Linear(dim_feedforward, d_model)
+        self.linear2 = nn.Linear(dim_feedforward, embed_dims)
         self.dropout4 = nn.Dropout(dropout)
-        self.norm3 = nn.LayerNorm(d_model)
+        self.norm3 = nn.LayerNorm(embed_dims)
 
     def forward(self,
                 tgt: Tensor,
@@ -136,7 +136,7 @@ class SAM3Decoder(nn.Module):
 
     Args:
         num_layers (int): Decoder layers (6).
-        d_model (int): Channels (256).
+        embed_dims (int): Channels (256).
         num_heads (int): Attention heads (8).
         dim_feedforward (int): FFN hidden channels (2048).
         dropout (float): Dropout (0.1).
@@ -163,7 +163,7 @@ class SAM3Decoder(nn.Module):
 
     def __init__(self,
                  num_layers: int = 6,
-                 d_model: int = 256,
+                 embed_dims: int = 256,
                  num_heads: int = 8,
                  dim_feedforward: int = 2048,
                  dropout: float = 0.1,
@@ -173,25 +173,25 @@ class SAM3Decoder(nn.Module):
                  with_cp: bool = False):
         super().__init__()
         self.num_layers = num_layers
-        self.d_model = d_model
+        self.embed_dims = embed_dims
         self.num_heads = num_heads
         self.num_queries = num_queries
         self.dac = dac
         self.with_cp = with_cp
         self.layers = nn.ModuleList(
-            SAM3DecoderLayer(d_model, num_heads, dim_feedforward, dropout)
+            SAM3DecoderLayer(embed_dims, num_heads, dim_feedforward, dropout)
             for _ in range(num_layers))
-        self.norm = nn.LayerNorm(d_model)
-        self.bbox_embed = SAM3MLP(d_model, d_model, 4, 3)
-        self.query_embed = nn.Embedding(num_queries, d_model)
+        self.norm = nn.LayerNorm(embed_dims)
+        self.bbox_embed = SAM3MLP(embed_dims, embed_dims, 4, 3)
+        self.query_embed = nn.Embedding(num_queries, embed_dims)
         self.reference_points = nn.Embedding(num_queries, 4)
-        self.boxRPB_embed_x = SAM3MLP(2, d_model, num_heads, 2)
-        self.boxRPB_embed_y = SAM3MLP(2, d_model, num_heads, 2)
-        self.ref_point_head = SAM3MLP(2 * d_model, d_model, d_model, 2)
+        self.boxRPB_embed_x = SAM3MLP(2, embed_dims, num_heads, 2)
+        self.boxRPB_embed_y = SAM3MLP(2, embed_dims, num_heads, 2)
+        self.ref_point_head = SAM3MLP(2 * embed_dims, embed_dims, embed_dims, 2)
         if with_presence_token:
-            self.presence_token = nn.Embedding(1, d_model)
-            self.presence_token_head = SAM3MLP(d_model, d_model, 1, 3)
-            self.presence_token_out_norm = nn.LayerNorm(d_model)
+            self.presence_token = nn.Embedding(1, embed_dims)
+            self.presence_token_head = SAM3MLP(embed_dims, embed_dims, 1, 3)
+            self.presence_token_out_norm = nn.LayerNorm(embed_dims)
         else:
             self.presence_token = None
         self._init_special()
@@ -208,11 +208,6 @@ class SAM3Decoder(nn.Module):
             if p.dim() > 1 and not any(k in name
                                        for k in ('bbox_embed', 'query_embed', 'reference_points')):
                 nn.init.xavier_uniform_(p)
-
-    def _maybe_cp(self, fn, *args, **kwargs):
-        if self.with_cp and self.training and torch.is_grad_enabled():
-            return cp.checkpoint(fn, *args, use_reentrant=False, **kwargs)
-        return fn(*args, **kwargs)
 
     def box_rpb(self, ref_boxes: Tensor, feat_size: Sequence[int]) -> Tensor:
         """Box relative position bias ("log" mode).
@@ -236,8 +231,8 @@ class SAM3Decoder(nn.Module):
             d = d * 8
             return (torch.sign(d) * torch.log2(torch.abs(d) + 1.0) / math.log2(8)).to(xyxy.dtype)
 
-        bias_x = self._maybe_cp(self.boxRPB_embed_x, log_scale(deltas_x))  # (B, Q, W, h)
-        bias_y = self._maybe_cp(self.boxRPB_embed_y, log_scale(deltas_y))  # (B, Q, H, h)
+        bias_x = maybe_checkpoint(self, self.boxRPB_embed_x, log_scale(deltas_x))  # (B, Q, W, h)
+        bias_y = maybe_checkpoint(self, self.boxRPB_embed_y, log_scale(deltas_y))  # (B, Q, H, h)
         bias = bias_y[:, :, :, None, :] + bias_x[:, :, None, :, :]  # (B, Q, H, W, h)
         return bias.flatten(2, 3).permute(0, 3, 1, 2).contiguous()
 
@@ -264,20 +259,21 @@ class SAM3Decoder(nn.Module):
         hs, references, presence_logits = [], [ref], []
         output = tgt
         for idx, layer in enumerate(self.layers):
-            query_sine = gen_sineembed_for_position(ref, self.d_model).to(ref.dtype)
+            query_sine = gen_sineembed_for_position(ref, self.embed_dims).to(ref.dtype)
             query_pos = self.ref_point_head(query_sine)
             attn_bias = self.box_rpb(ref, feat_size)
-            output, presence = self._maybe_cp(layer,
-                                              output,
-                                              query_pos,
-                                              memory,
-                                              memory_pos,
-                                              prompt,
-                                              prompt_mask=prompt_mask,
-                                              attn_bias=attn_bias,
-                                              memory_key_padding_mask=memory_key_padding_mask,
-                                              presence=presence,
-                                              dac=apply_dac)
+            output, presence = maybe_checkpoint(self,
+                                                layer,
+                                                output,
+                                                query_pos,
+                                                memory,
+                                                memory_pos,
+                                                prompt,
+                                                prompt_mask=prompt_mask,
+                                                attn_bias=attn_bias,
+                                                memory_key_padding_mask=memory_key_padding_mask,
+                                                presence=presence,
+                                                dac=apply_dac)
             normed = self.norm(output)
             new_ref = (inverse_sigmoid(ref, INV_SIGMOID_EPS) + self.bbox_embed(normed)).sigmoid()
             # The next layer sees detached boxes; the stored ones keep their gradient

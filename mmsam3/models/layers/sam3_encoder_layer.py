@@ -21,7 +21,7 @@ class SAM3EncoderLayer(nn.Module):
     """Pre-norm self-attention + cross-attention + FFN layer.
 
     Args:
-        d_model (int): Channels.
+        embed_dims (int): Channels.
         num_heads (int): Attention heads (both attentions).
         dim_feedforward (int): FFN hidden channels.
         dropout (float): Dropout on attention probabilities and on every residual branch.
@@ -39,7 +39,7 @@ class SAM3EncoderLayer(nn.Module):
     """
 
     def __init__(self,
-                 d_model: int = 256,
+                 embed_dims: int = 256,
                  num_heads: int = 8,
                  dim_feedforward: int = 2048,
                  dropout: float = 0.1,
@@ -51,19 +51,19 @@ class SAM3EncoderLayer(nn.Module):
         self.pos_at_self_attn = pos_at_self_attn
         self.pos_at_cross_attn_queries = pos_at_cross_attn_queries
         self.pos_at_cross_attn_keys = pos_at_cross_attn_keys
-        self.self_attn = SAM3MultiheadAttention(d_model,
+        self.self_attn = SAM3MultiheadAttention(embed_dims,
                                                 num_heads,
                                                 dropout=dropout,
                                                 batch_first=batch_first)
-        self.cross_attn_image = SAM3MultiheadAttention(d_model,
+        self.cross_attn_image = SAM3MultiheadAttention(embed_dims,
                                                        num_heads,
                                                        dropout=dropout,
                                                        batch_first=batch_first)
-        self.linear1 = nn.Linear(d_model, dim_feedforward)
-        self.linear2 = nn.Linear(dim_feedforward, d_model)
-        self.norm1 = nn.LayerNorm(d_model)
-        self.norm2 = nn.LayerNorm(d_model)
-        self.norm3 = nn.LayerNorm(d_model)
+        self.linear1 = nn.Linear(embed_dims, dim_feedforward)
+        self.linear2 = nn.Linear(dim_feedforward, embed_dims)
+        self.norm1 = nn.LayerNorm(embed_dims)
+        self.norm2 = nn.LayerNorm(embed_dims)
+        self.norm3 = nn.LayerNorm(embed_dims)
         self.dropout = nn.Dropout(dropout)
         self.dropout1 = nn.Dropout(dropout)
         self.dropout2 = nn.Dropout(dropout)

@@ -7,11 +7,10 @@ the prompt tokens are not updated.
 """
 from typing import Optional, Tuple
 
-import torch
-import torch.utils.checkpoint as cp
 from mmdet.registry import MODELS
 from torch import Tensor, nn
 
+from .checkpoint import maybe_checkpoint
 from .sam3_encoder_layer import SAM3EncoderLayer
 
 __all__ = ['SAM3FusionEncoder']
@@ -23,7 +22,7 @@ class SAM3FusionEncoder(nn.Module):
 
     Args:
         num_layers (int): Number of layers (6 in SAM 3).
-        d_model (int): Channels.
+        embed_dims (int): Channels.
         num_heads (int): Attention heads.
         dim_feedforward (int): FFN hidden channels.
         dropout (float): Dropout (0.1 in SAM 3).
@@ -39,18 +38,18 @@ class SAM3FusionEncoder(nn.Module):
 
     def __init__(self,
                  num_layers: int = 6,
-                 d_model: int = 256,
+                 embed_dims: int = 256,
                  num_heads: int = 8,
                  dim_feedforward: int = 2048,
                  dropout: float = 0.1,
                  with_cp: bool = False):
         super().__init__()
-        self.d_model = d_model
+        self.embed_dims = embed_dims
         self.num_layers = num_layers
         self.with_cp = with_cp
         # Batch-first inside, as the official encoder: the image tokens are the long axis.
         self.layers = nn.ModuleList(
-            SAM3EncoderLayer(d_model=d_model,
+            SAM3EncoderLayer(embed_dims=embed_dims,
                              num_heads=num_heads,
                              dim_feedforward=dim_feedforward,
                              dropout=dropout,
@@ -73,17 +72,7 @@ class SAM3FusionEncoder(nn.Module):
         x = img_feats.transpose(0, 1)
         pos = img_pos.transpose(0, 1)
         prompt_bf = prompt.transpose(0, 1)
-        use_cp = self.with_cp and self.training and torch.is_grad_enabled()
         for layer in self.layers:
-            if use_cp:
-                x = cp.checkpoint(layer,
-                                  x,
-                                  prompt_bf,
-                                  pos,
-                                  None,
-                                  None,
-                                  prompt_mask,
-                                  use_reentrant=False)
-            else:
-                x = layer(x, prompt_bf, query_pos=pos, memory_key_padding_mask=prompt_mask)
+            x = maybe_checkpoint(self, layer, x, prompt_bf, query_pos=pos,
+                                 memory_key_padding_mask=prompt_mask)
         return x.transpose(0, 1), img_pos

@@ -13,17 +13,18 @@ cross-attention to the raw image tokens with their sine position on the keys, th
 ``encode_norm``.
 
 The ``points_*`` projections exist only so the official checkpoint loads strictly: the image
-PCS path of SAM 3 never encodes point prompts.
+PCS path of SAM 3 never encodes point prompts, so they are frozen (``requires_grad=False``) and
+DDP runs without touching them.
 """
 from typing import Optional, Sequence, Tuple
 
 import torch
-import torch.utils.checkpoint as cp
 from mmdet.registry import MODELS
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
 from torch import Tensor, nn
 from torchvision.ops import roi_align
 
+from .checkpoint import maybe_checkpoint
 from .position_encoding import encode_box_cxcywh
 from .sam3_encoder_layer import SAM3EncoderLayer
 
@@ -35,7 +36,7 @@ class SAM3GeometryEncoder(nn.Module):
     """Encode box exemplars (positive / negative) into a prompt token sequence.
 
     Args:
-        d_model (int): Channels.
+        embed_dims (int): Channels.
         num_layers (int): Pre-norm layers ``encode.{i}`` (3 in SAM 3).
         num_heads (int): Attention heads.
         dim_feedforward (int): FFN hidden channels.
@@ -54,7 +55,7 @@ class SAM3GeometryEncoder(nn.Module):
     """
 
     def __init__(self,
-                 d_model: int = 256,
+                 embed_dims: int = 256,
                  num_layers: int = 3,
                  num_heads: int = 8,
                  dim_feedforward: int = 2048,
@@ -62,24 +63,27 @@ class SAM3GeometryEncoder(nn.Module):
                  roi_size: int = 7,
                  with_cp: bool = False):
         super().__init__()
-        self.d_model = d_model
+        self.embed_dims = embed_dims
         self.roi_size = roi_size
         self.with_cp = with_cp
         # 0 = negative, 1 = positive.
-        self.label_embed = nn.Embedding(2, d_model)
-        self.cls_embed = nn.Embedding(1, d_model)
-        # Point prompts: unused by image PCS, kept for a strict checkpoint load.
-        self.points_direct_project = nn.Linear(2, d_model)
-        self.points_pool_project = nn.Linear(d_model, d_model)
-        self.points_pos_enc_project = nn.Linear(d_model, d_model)
-        self.boxes_direct_project = nn.Linear(4, d_model)
-        self.boxes_pool_project = nn.Conv2d(d_model, d_model, roi_size)
-        self.boxes_pos_enc_project = nn.Linear(d_model + 2, d_model)
-        self.final_proj = nn.Linear(d_model, d_model)
-        self.norm = nn.LayerNorm(d_model)
-        self.img_pre_norm = nn.LayerNorm(d_model)
+        self.label_embed = nn.Embedding(2, embed_dims)
+        self.cls_embed = nn.Embedding(1, embed_dims)
+        # Point prompts: unused by image PCS, kept for a strict checkpoint load and frozen.
+        self.points_direct_project = nn.Linear(2, embed_dims)
+        self.points_pool_project = nn.Linear(embed_dims, embed_dims)
+        self.points_pos_enc_project = nn.Linear(embed_dims, embed_dims)
+        for unused in (self.points_direct_project, self.points_pool_project,
+                       self.points_pos_enc_project):
+            unused.requires_grad_(False)
+        self.boxes_direct_project = nn.Linear(4, embed_dims)
+        self.boxes_pool_project = nn.Conv2d(embed_dims, embed_dims, roi_size)
+        self.boxes_pos_enc_project = nn.Linear(embed_dims + 2, embed_dims)
+        self.final_proj = nn.Linear(embed_dims, embed_dims)
+        self.norm = nn.LayerNorm(embed_dims)
+        self.img_pre_norm = nn.LayerNorm(embed_dims)
         self.encode = nn.ModuleList(
-            SAM3EncoderLayer(d_model=d_model,
+            SAM3EncoderLayer(embed_dims=embed_dims,
                              num_heads=num_heads,
                              dim_feedforward=dim_feedforward,
                              dropout=dropout,
@@ -87,14 +91,14 @@ class SAM3GeometryEncoder(nn.Module):
                              pos_at_cross_attn_queries=False,
                              pos_at_cross_attn_keys=True,
                              batch_first=False) for _ in range(num_layers))
-        self.encode_norm = nn.LayerNorm(d_model)
+        self.encode_norm = nn.LayerNorm(embed_dims)
 
     def _pool_boxes(self, boxes: Tensor, img_feats: Tensor, feat_size: Sequence[int]) -> Tensor:
         """RoIAlign on the pre-normed map + 7x7 conv: ``(N, B, 4)`` -> ``(N, B, C)``."""
         num_boxes, bs = boxes.shape[:2]
         h, w = int(feat_size[0]), int(feat_size[1])
         feats = self.img_pre_norm(img_feats)  # (HW, B, C)
-        feats = feats.permute(1, 2, 0).reshape(bs, self.d_model, h, w)
+        feats = feats.permute(1, 2, 0).reshape(bs, self.embed_dims, h, w)
         scale = boxes.new_tensor([w, h, w, h])
         boxes_xyxy = (bbox_cxcywh_to_xyxy(boxes) * scale).float()
         # rois (B * N, 5) ordered batch-major: [batch index, x0, y0, x1, y1] in feature pixels.
@@ -109,7 +113,7 @@ class SAM3GeometryEncoder(nn.Module):
                            sampling_ratio=-1,
                            aligned=False).to(feats.dtype)
         pooled = self.boxes_pool_project(pooled)  # (B * N, C, 1, 1)
-        return pooled.view(bs, num_boxes, self.d_model).transpose(0, 1)
+        return pooled.view(bs, num_boxes, self.embed_dims).transpose(0, 1)
 
     def _encode_boxes(self, boxes: Tensor, box_labels: Tensor, img_feats: Tensor,
                       feat_size: Sequence[int]) -> Tensor:
@@ -117,7 +121,7 @@ class SAM3GeometryEncoder(nn.Module):
         embed = self.boxes_direct_project(boxes.to(self.boxes_direct_project.weight.dtype))
         if boxes.shape[0] > 0:
             embed = embed + self._pool_boxes(boxes, img_feats, feat_size)
-        pos_enc = encode_box_cxcywh(boxes, self.d_model).to(embed.dtype)
+        pos_enc = encode_box_cxcywh(boxes, self.embed_dims).to(embed.dtype)
         embed = embed + self.boxes_pos_enc_project(pos_enc)
         return self.label_embed(box_labels.long()) + embed
 
@@ -149,17 +153,7 @@ class SAM3GeometryEncoder(nn.Module):
         tokens, mask = self._append_cls(tokens, box_mask.bool())
         tokens = self.norm(self.final_proj(tokens))
 
-        use_cp = self.with_cp and self.training and torch.is_grad_enabled()
         for layer in self.encode:
-            if use_cp:
-                tokens = cp.checkpoint(layer,
-                                       tokens,
-                                       img_feats,
-                                       None,
-                                       img_pos,
-                                       mask,
-                                       None,
-                                       use_reentrant=False)
-            else:
-                tokens = layer(tokens, img_feats, memory_pos=img_pos, query_key_padding_mask=mask)
+            tokens = maybe_checkpoint(self, layer, tokens, img_feats, memory_pos=img_pos,
+                                      query_key_padding_mask=mask)
         return self.encode_norm(tokens), mask

@@ -1,46 +1,24 @@
 """Building blocks of SAM 3's plain ViT: RoPE attention, MLP and the pre-norm block.
 
+Stochastic depth is mmcv's ``DropPath``.
+
 Submodule names follow the official checkpoint (``norm1``, ``attn.qkv``, ``attn.proj``,
 ``norm2``, ``mlp.fc1``, ``mlp.fc2``), so a trunk state dict loads without renaming (the official
 ``attn.freqs_cis`` buffers are not needed: RoPE is recomputed, see :mod:`.rope_2d`).
 """
 from typing import Optional, Tuple, Union
 
-import torch
 import torch.nn.functional as F
-import torch.utils.checkpoint as cp
+from mmcv.cnn.bricks import DropPath
 from mmdet.registry import MODELS
 from torch import Tensor, nn
 
+from .checkpoint import maybe_checkpoint
 from .rope_2d import RoPE2D
 
 __all__ = [
-    'SAM3DropPath', 'window_partition', 'window_unpartition', 'SAM3ViTAttention', 'SAM3ViTMLP',
-    'SAM3ViTBlock'
+    'window_partition', 'window_unpartition', 'SAM3ViTAttention', 'SAM3ViTMLP', 'SAM3ViTBlock'
 ]
-
-
-@MODELS.register_module()
-class SAM3DropPath(nn.Module):
-    """Stochastic depth: zero whole samples of a residual branch with probability ``drop_prob``.
-
-    Kept samples are rescaled by ``1 / (1 - drop_prob)``. Identity in eval mode.
-    Input/output: any ``(B, ...)`` tensor.
-    """
-
-    def __init__(self, drop_prob: float = 0.0):
-        super().__init__()
-        self.drop_prob = float(drop_prob)
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self.drop_prob == 0.0 or not self.training:
-            return x
-        keep = 1.0 - self.drop_prob
-        mask = x.new_empty((x.shape[0], ) + (1, ) * (x.ndim - 1)).bernoulli_(keep)
-        return x * mask / keep
-
-    def extra_repr(self) -> str:
-        return f'drop_prob={self.drop_prob}'
 
 
 def window_partition(x: Tensor, window_size: int) -> Tuple[Tensor, Tuple[int, int]]:
@@ -77,13 +55,16 @@ def window_unpartition(windows: Tensor, window_size: int, padded_hw: Tuple[int, 
     return x
 
 
+# Not SAM3MultiheadAttention: the checkpoint stores a fused ``qkv`` Linear + ``proj``, not
+# ``in_proj_weight`` / ``out_proj``, and q / k get RoPE between projection and attention.
 @MODELS.register_module()
 class SAM3ViTAttention(nn.Module):
     """Multi-head self-attention over a token grid with 2-D RoPE on q and k.
 
     Args:
-        dim (int): Channels.
-        num_heads (int): Heads; ``dim // num_heads`` must be a multiple of 4 when RoPE is on.
+        embed_dims (int): Channels.
+        num_heads (int): Heads; ``embed_dims // num_heads`` must be a multiple of 4 when RoPE
+            is on.
         qkv_bias (bool): Bias of the fused ``qkv`` projection.
         use_rope (bool): Apply 2-D RoPE to q and k.
         rope_theta (float): RoPE base.
@@ -101,7 +82,7 @@ class SAM3ViTAttention(nn.Module):
     """
 
     def __init__(self,
-                 dim: int,
+                 embed_dims: int,
                  num_heads: int,
                  qkv_bias: bool = True,
                  use_rope: bool = True,
@@ -109,12 +90,12 @@ class SAM3ViTAttention(nn.Module):
                  rope_pt_size: Optional[Union[int, Tuple[int, int]]] = None,
                  rope_interp: bool = True):
         super().__init__()
-        if dim % num_heads != 0:
-            raise ValueError(f'dim {dim} is not divisible by num_heads {num_heads}')
+        if embed_dims % num_heads != 0:
+            raise ValueError(f'embed_dims {embed_dims} is not divisible by num_heads {num_heads}')
         self.num_heads = num_heads
-        self.head_dim = dim // num_heads
-        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
+        self.head_dim = embed_dims // num_heads
+        self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=qkv_bias)
+        self.proj = nn.Linear(embed_dims, embed_dims)
         self.rope = RoPE2D(self.head_dim, rope_theta, rope_pt_size,
                            rope_interp) if use_rope else None
 
@@ -152,23 +133,23 @@ class SAM3ViTBlock(nn.Module):
     zero-padding the normalised map), then ``x = x + drop_path(mlp(norm2(x)))``.
 
     Args:
-        dim (int): Channels.
+        embed_dims (int): Channels.
         num_heads (int): Attention heads.
-        mlp_ratio (float): MLP hidden size is ``int(dim * mlp_ratio)``.
+        mlp_ratio (float): MLP hidden size is ``int(embed_dims * mlp_ratio)``.
         qkv_bias (bool): Bias of the ``qkv`` projection.
-        drop_path (float): Stochastic depth rate of both residual branches.
+        drop_path (float): Stochastic depth rate of both residual branches (mmcv ``DropPath``).
         window_size (int): Window side in tokens; 0 means global attention.
         use_rope, rope_theta, rope_pt_size, rope_interp: see :class:`SAM3ViTAttention`.
         norm_eps (float): LayerNorm epsilon.
-        use_act_checkpoint (bool): Recompute the block in backward during training
-            (``torch.utils.checkpoint`` with ``use_reentrant=False``) to save memory.
+        with_cp (bool): Recompute the block in backward during training to save memory
+            (see :func:`~mmsam3.models.layers.checkpoint.maybe_checkpoint`).
 
     Forward:
         x (Tensor): ``(B, H, W, C)``. Returns ``(B, H, W, C)``.
     """
 
     def __init__(self,
-                 dim: int,
+                 embed_dims: int,
                  num_heads: int,
                  mlp_ratio: float = 4.0,
                  qkv_bias: bool = True,
@@ -179,21 +160,21 @@ class SAM3ViTBlock(nn.Module):
                  rope_pt_size: Optional[Union[int, Tuple[int, int]]] = None,
                  rope_interp: bool = True,
                  norm_eps: float = 1e-5,
-                 use_act_checkpoint: bool = False):
+                 with_cp: bool = False):
         super().__init__()
         self.window_size = int(window_size)
-        self.use_act_checkpoint = use_act_checkpoint
-        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
-        self.attn = SAM3ViTAttention(dim,
+        self.with_cp = with_cp
+        self.norm1 = nn.LayerNorm(embed_dims, eps=norm_eps)
+        self.attn = SAM3ViTAttention(embed_dims,
                                      num_heads,
                                      qkv_bias=qkv_bias,
                                      use_rope=use_rope,
                                      rope_theta=rope_theta,
                                      rope_pt_size=rope_pt_size,
                                      rope_interp=rope_interp)
-        self.drop_path = SAM3DropPath(drop_path) if drop_path > 0 else nn.Identity()
-        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
-        self.mlp = SAM3ViTMLP(dim, int(dim * mlp_ratio))
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.norm2 = nn.LayerNorm(embed_dims, eps=norm_eps)
+        self.mlp = SAM3ViTMLP(embed_dims, int(embed_dims * mlp_ratio))
 
     def _forward(self, x: Tensor) -> Tensor:
         shortcut = x
@@ -209,6 +190,4 @@ class SAM3ViTBlock(nn.Module):
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.use_act_checkpoint and self.training and torch.is_grad_enabled():
-            return cp.checkpoint(self._forward, x, use_reentrant=False)
-        return self._forward(x)
+        return maybe_checkpoint(self, self._forward, x)

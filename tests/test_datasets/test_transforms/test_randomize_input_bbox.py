@@ -20,14 +20,11 @@ def prompt_boxes():
 
 
 def official_noise_box():
-    pytest.importorskip('sam3')
-    try:
-        from sam3.train.transforms.point_sampling import noise_box
-    except ImportError as e:  # the module pulls in cv2 / pycocotools / the sam3 dataset code
-        pytest.skip(f'sam3.train.transforms.point_sampling cannot be imported: {e}')
+    from sam3.train.transforms.point_sampling import noise_box
     return noise_box
 
 
+@pytest.mark.requires_official
 @pytest.mark.parametrize('std,max_,min_area', [(0.1, None, 0.0), (0.1, 2.0, 0.0),
                                                (0.5, None, 0.0), (0.3, 3.0, 400.0),
                                                (0.1, None, 1e9)])

@@ -4,8 +4,8 @@ import os.path as osp
 import pytest
 import torch
 # The sizes of configs/_base_/models/sam3_tiny.py, applied over an experiment's model, live in the
-# memory tool (tools/analysis is on sys.path through tests/conftest.py).
-from train_memory import TINY_SIZES as TINY
+# memory tool (tools/analysis_tools is on sys.path through tests/conftest.py).
+from train_memory import apply_tiny_sizes
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 CONFIGS = ['sam3_vit-l_full-ft_1xb1-rf100_coco.py', 'sam3_vit-l_frozen-towers_1xb1_coco.py',
@@ -25,11 +25,7 @@ def load(name, bpe_path=None):
 
 def tiny_model(cfg):
     from mmdet.registry import MODELS
-    for key, sizes in TINY.items():
-        if cfg.model.get(key) is not None:
-            cfg.model[key].update(sizes)
-    cfg.model.criterion.setdefault('cls_loss', dict(type='SAM3IABCELoss'))
-    cfg.model.criterion.cls_loss.pad_n_queries = 20
+    apply_tiny_sizes(cfg.model)
     torch.manual_seed(0)
     return MODELS.build(cfg.model)
 
@@ -70,8 +66,8 @@ def test_config_builds(name, bpe_path):
     del sched
 
     if 'full-ft' in name:
-        assert cfg.model.backbone.use_act_checkpoint and cfg.model.text_encoder.use_act_checkpoint
-        assert model.mask_head is None and cfg.train_dataloader.dataset.num_images == 100
+        assert cfg.model.backbone.with_cp and cfg.model.text_encoder.with_cp
+        assert model.bbox_head.mask_head is None and cfg.train_dataloader.dataset.num_images == 100
         assert cfg.randomness.seed == 123 and cfg.train_cfg.max_iters == 1000
         assert all(p.requires_grad for n, p in model.backbone.named_parameters())
     elif 'frozen' in name:

@@ -4,6 +4,7 @@ import torch
 
 import mmsam3  # noqa: F401
 from mmsam3.engine.optimizers import InverseSquareRootLR, inverse_sqrt_factor
+from mmsam3.testing import official_sam3
 
 
 def _optimizer(lrs=(8e-5, 2.5e-5)):
@@ -12,17 +13,14 @@ def _optimizer(lrs=(8e-5, 2.5e-5)):
 
 
 def _official_function():
-    import official_sam3
-    try:
-        _, sched_mod = official_sam3.import_official_optim()
-    except ImportError as exc:  # pragma: no cover
-        pytest.skip(f'official sam3 optimiser helpers not importable: {exc!r}')
+    _, sched_mod = official_sam3.import_official_optim()
     return sched_mod.InverseSquareRootParamScheduler
 
 
 @pytest.mark.parametrize('total,warmup,cooldown,timescale',
                          [(100, 20, 20, 20), (60, 5, 10, 40), (30, 0, 0, 20)])
-def test_matches_official(official_sam3_pkg, total, warmup, cooldown, timescale):
+@pytest.mark.requires_official
+def test_matches_official(total, warmup, cooldown, timescale):
     Official = _official_function()
     lrs = (8e-5, 2.5e-5)
     opt = _optimizer(lrs)

@@ -7,6 +7,8 @@ import torch.nn as nn
 
 from mmsam3.engine.optimizers import (SAM3OptimWrapperConstructor, layer_decay_lr_scale,
                                       sam3_param_options)
+from mmsam3.testing import official_sam3
+from mmsam3.testing.tiny_model import build_tiny_sam3
 from mmsam3.utils.sam3_checkpoint import PREFIX_MAP
 
 # Official lr / iteration schedule of the RF100-VL run: 50 iterations per epoch, 20 epochs.
@@ -39,7 +41,6 @@ def official_optimizer(model):
     """The official RF100-VL optimiser for an official model, built with the official helpers
     exactly as `construct_optimizer` does (hydra's instantiate replaced by direct construction).
     """
-    import official_sam3
     opt_mod, sched_mod = official_sam3.import_official_optim()
 
     def lr(base):
@@ -98,9 +99,7 @@ def per_param(optimizer, named):
 
 
 @pytest.fixture(scope='module')
-def models(official_sam3_pkg, bpe_path):
-    import official_sam3
-    from conftest import build_tiny_sam3
+def models(bpe_path):
     official = official_sam3.build_official_image_model('tiny', eval_mode=False,
                                                         bpe_path=bpe_path)
     return official, build_tiny_sam3(bpe_path)
@@ -120,6 +119,7 @@ def test_layer_decay_lr_scale():
     assert layer_decay_lr_scale('backbone.pos_embed', 32, 0.9) == pytest.approx(0.9**33)
 
 
+@pytest.mark.requires_official
 def test_per_parameter_values_match_official(models, schedule_cfg):
     official, ours = models
     off_opt = official_optimizer(official)
@@ -160,6 +160,7 @@ def test_per_parameter_values_match_official(models, schedule_cfg):
     assert len(wrapper.optimizer.param_groups) == len(set(built.values()))
 
 
+@pytest.mark.requires_official
 def test_lr_schedule_matches_official(models, schedule_cfg):
     """InverseSquareRootLR on our groups == official schedulers on the official groups."""
     from mmdet.registry import PARAM_SCHEDULERS

@@ -4,9 +4,7 @@ Fixture: 3 categories car / bus / truck (ids 1..3), 2 images; predictions = grou
 and bus, nothing for truck. Per-category AP: car 1, bus 1, truck 0 -> overall 2/3.
 """
 import json
-import os.path as osp
 
-import numpy as np
 import pytest
 import torch
 from mmdet.evaluation import CocoMetric
@@ -155,4 +153,3 @@ def test_seen_json_must_be_coco(tmp_path, ann_file):
     bad.write_text(json.dumps({'images': []}))
     with pytest.raises(ValueError, match='not a COCO json'):
         SeenUnseenCocoMetric(ann_file=ann_file, seen_ann_file=str(bad))
-    assert osp.isfile(ann_file) and np.isfinite(1.0)

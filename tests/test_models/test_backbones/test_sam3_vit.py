@@ -6,7 +6,7 @@ import torch
 from mmsam3.models.backbones import SAM3ViT, get_vit_layer_id
 
 TINY = dict(patch_size=14,
-            embed_dim=32,
+            embed_dims=32,
             depth=4,
             num_heads=2,
             mlp_ratio=4.625,
@@ -26,7 +26,7 @@ def _official(img_size):
     return ViT(img_size=img_size,
                pretrain_img_size=TINY['pretrain_img_size'],
                patch_size=14,
-               embed_dim=TINY['embed_dim'],
+               embed_dim=TINY['embed_dims'],
                depth=TINY['depth'],
                num_heads=TINY['num_heads'],
                mlp_ratio=TINY['mlp_ratio'],
@@ -53,8 +53,9 @@ def _official_trunk_state(ref):
 
 
 # 112: 8x8 tokens (2x2 windows), 140: 10x10 (window padding), 168: 12x12 (3x3 windows).
+@pytest.mark.requires_official
 @pytest.mark.parametrize('img_size', [112, 140, 168])
-def test_matches_official(official_sam3_pkg, img_size):
+def test_matches_official(img_size):
     torch.manual_seed(0)
     ref = _official(img_size).eval()
     for name, p in ref.named_parameters():
@@ -68,12 +69,13 @@ def test_matches_official(official_sam3_pkg, img_size):
         out = ours(x)
     assert isinstance(out, tuple) and len(out) == 1
     g = img_size // 14
-    assert out[0].shape == (2, TINY['embed_dim'], g, g)
+    assert out[0].shape == (2, TINY['embed_dims'], g, g)
     diff = (out[0] - ref_out).abs().max().item()
     assert diff <= 1e-5, diff
 
 
-def test_state_dict_keys_match_official(official_sam3_pkg):
+@pytest.mark.requires_official
+def test_state_dict_keys_match_official():
     ref_keys = set(_official_trunk_state(_official(112)))
     ours = _ours()
     assert set(ours.state_dict()) == ref_keys
@@ -99,7 +101,7 @@ def test_non_square_and_bad_sizes():
 
 def test_data_parallel_forward_backward():
     torch.manual_seed(0)
-    ours = _ours(drop_path_rate=0.1, use_act_checkpoint=True).train()
+    ours = _ours(drop_path_rate=0.1, with_cp=True).train()
     dp = torch.nn.DataParallel(ours)
     x = torch.randn(2, 3, 112, 112)
     (out, ) = dp(x)
@@ -125,7 +127,8 @@ def test_frozen_stages():
         _ours(global_att_blocks=(4, ))
 
 
-def test_layer_id_matches_official(official_sam3_pkg):
+@pytest.mark.requires_official
+def test_layer_id_matches_official():
     ref = _official(112)
     for name, _ in ref.named_parameters():
         assert get_vit_layer_id(name, 4) == ref.get_layer_id(name), name
@@ -145,8 +148,9 @@ def test_registry_build_and_metadata():
     assert cfg['input_size'] == (3, 1008, 1008) and cfg['patch_size'] == 14
 
 
+@pytest.mark.requires_official
 @pytest.mark.slow
-def test_full_size_matches_official_at_1008(official_sam3_pkg):
+def test_full_size_matches_official_at_1008():
     """Full SAM 3 trunk (446 M params, random weights) against the official one at 1008 px."""
     from sam3.model.vitdet import ViT
     torch.manual_seed(0)

@@ -28,7 +28,7 @@ def pair(official_sam3_pkg):
                                                                     interpolation_mode='nearest',
                                                                     hidden_dim=D))
     _randomize(official)
-    ours = SAM3MaskHead(d_model=D, num_heads=HEADS, num_upsampling_stages=3)
+    ours = SAM3MaskHead(embed_dims=D, num_heads=HEADS, num_upsampling_stages=3)
     ours.load_state_dict(official.state_dict(), strict=True)
     return official.eval(), ours.eval()
 
@@ -71,7 +71,7 @@ def test_mask_head_parity(pair, num_imgs, img_ids):
 
 def test_mask_head_backward():
     torch.manual_seed(0)
-    head = SAM3MaskHead(d_model=D, num_heads=HEADS, with_cp=True).train()
+    head = SAM3MaskHead(embed_dims=D, num_heads=HEADS, with_cp=True).train()
     fpn, memory, hs, prompt, mask, ids = _inputs(2, [1, 0, 1])
     memory.requires_grad_(True)
     out = head(fpn[:-1], memory, (H, W), hs[-1], prompt, mask, img_ids=ids)

@@ -26,7 +26,7 @@ def _official(sam3):
 def test_scoring_head_parity(official_sam3_pkg):
     official = _official(official_sam3_pkg)
     _randomize(official)
-    ours = SAM3ScoringHead(d_model=D, d_proj=D, mlp_hidden_dim=HIDDEN)
+    ours = SAM3ScoringHead(embed_dims=D, d_proj=D, mlp_hidden_dim=HIDDEN)
     ours.load_state_dict(official.state_dict(), strict=True)
     official.eval()
     ours.eval()
@@ -56,7 +56,7 @@ def test_mlp_parity(official_sam3_pkg):
 
 
 def test_scoring_head_backward():
-    head = SAM3ScoringHead(d_model=D, d_proj=D, mlp_hidden_dim=HIDDEN).train()
+    head = SAM3ScoringHead(embed_dims=D, d_proj=D, mlp_hidden_dim=HIDDEN).train()
     hs = torch.randn(2, 2, 4, D, requires_grad=True)
     prompt = torch.randn(3, 2, D)
     head(hs, prompt, torch.zeros(2, 3, dtype=torch.bool)).sum().backward()

@@ -271,7 +271,7 @@ def test_vit_onnx_export_has_no_complex_ops(tmp_path):
     import mmsam3  # noqa: F401
     from mmdet.registry import MODELS
 
-    vit = MODELS.build(dict(type='SAM3ViT', img_size=SIZE, embed_dim=64, depth=4, num_heads=4,
+    vit = MODELS.build(dict(type='SAM3ViT', img_size=SIZE, embed_dims=64, depth=4, num_heads=4,
                             window_size=6, global_att_blocks=(1, 3), pretrain_img_size=84)).eval()
     x = torch.randn(1, 3, SIZE, SIZE)
     path = str(tmp_path / 'vit.onnx')

@@ -4,7 +4,7 @@ import torch
 
 from mmsam3.models.language_models import SAM3TextEncoder, SAM3Tokenizer
 
-TINY = dict(d_model=16,
+TINY = dict(embed_dims=16,
             width=32,
             heads=4,
             layers=2,
@@ -16,7 +16,7 @@ PROMPTS = ['a cat', 'red car on the road', 'person', 'x' * 3, 'dog & frisbee!!! 
 
 def _official(tokenizer):
     from sam3.model.text_encoder_ve import VETextEncoder
-    return VETextEncoder(d_model=TINY['d_model'],
+    return VETextEncoder(d_model=TINY['embed_dims'],
                          tokenizer=tokenizer,
                          width=TINY['width'],
                          heads=TINY['heads'],
@@ -25,7 +25,8 @@ def _official(tokenizer):
                          vocab_size=49408)
 
 
-def test_matches_official(official_sam3_pkg, bpe_path):
+@pytest.mark.requires_official
+def test_matches_official(bpe_path):
     from sam3.model.tokenizer_ve import SimpleTokenizer
     torch.manual_seed(0)
     ours = SAM3TextEncoder(**dict(TINY, output_dim=512)).eval()
@@ -40,7 +41,7 @@ def test_matches_official(official_sam3_pkg, bpe_path):
     with torch.no_grad():
         ref_mask, ref_feats, ref_embeds = ref(PROMPTS, device=torch.device('cpu'))
         feats, mask = ours(ids)
-    assert feats.shape == (len(PROMPTS), 32, TINY['d_model'])
+    assert feats.shape == (len(PROMPTS), 32, TINY['embed_dims'])
     assert mask.shape == (len(PROMPTS), 32) and mask.dtype == torch.bool
     assert torch.equal(mask, ref_mask)
     diff = (feats - ref_feats.transpose(0, 1)).abs().max().item()
@@ -86,7 +87,7 @@ def test_from_scratch_is_finite_and_trains():
     # Activation checkpointing: identical gradients.
     ref_grads = {n: g.clone() for n, g in grads.items() if g is not None}
     enc.zero_grad()
-    enc.use_act_checkpoint = True
+    enc.with_cp = True
     feats, _ = enc(ids)
     feats.square().mean().backward()
     for n, g in ref_grads.items():

@@ -31,11 +31,12 @@ TRICKY = [
 
 
 @pytest.fixture(scope='module')
-def tokenizers(official_sam3_pkg, bpe_path):
+def tokenizers(bpe_path):
     from sam3.model.tokenizer_ve import SimpleTokenizer
     return SAM3Tokenizer(bpe_path), SimpleTokenizer(bpe_path=bpe_path)
 
 
+@pytest.mark.requires_official
 def test_ids_match_official(tokenizers):
     ours, ref = tokenizers
     with warnings.catch_warnings():
@@ -51,6 +52,7 @@ def test_ids_match_official(tokenizers):
     assert torch.equal(ours(TRICKY[:5], context_length=77), ref(TRICKY[:5], context_length=77))
 
 
+@pytest.mark.requires_official
 def test_vocab_and_special_ids(tokenizers):
     ours, ref = tokenizers
     assert ours.vocab_size == 49408

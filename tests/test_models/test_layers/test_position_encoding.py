@@ -1,11 +1,13 @@
 """Parity of the sine position encodings with the official ``sam3`` helpers."""
+import pytest
 import torch
 
 from mmsam3.models.layers import (SAM3SinePositionEncoding, encode_box_cxcywh,
                                   gen_sineembed_for_position, sine_encode_coords)
 
 
-def test_map_encoding_matches_official(official_sam3_pkg):
+@pytest.mark.requires_official
+def test_map_encoding_matches_official():
     from sam3.model.position_encoding import PositionEmbeddingSine
     ref = PositionEmbeddingSine(64)
     ours = SAM3SinePositionEncoding(64)
@@ -18,7 +20,8 @@ def test_map_encoding_matches_official(official_sam3_pkg):
     assert len(ours.state_dict()) == 0
 
 
-def test_box_and_coordinate_encodings_match_official(official_sam3_pkg):
+@pytest.mark.requires_official
+def test_box_and_coordinate_encodings_match_official():
     from sam3.model.model_misc import gen_sineembed_for_position as official_gen
     from sam3.model.position_encoding import PositionEmbeddingSine
     torch.manual_seed(0)

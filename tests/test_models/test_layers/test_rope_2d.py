@@ -7,8 +7,9 @@ import torch
 from mmsam3.models.layers import RoPE2D, SAM3ViTAttention, apply_rope_2d, rope_2d_cos_sin
 
 
+@pytest.mark.requires_official
 @pytest.mark.parametrize('grid,pt', [(24, 24), (72, 24), (4, 4), (12, 4)])
-def test_cos_sin_match_official_freqs_cis(official_sam3_pkg, grid, pt):
+def test_cos_sin_match_official_freqs_cis(grid, pt):
     from sam3.model.vitdet import compute_axial_cis
 
     ref = compute_axial_cis(dim=64, end_x=grid, end_y=grid, theta=10000.0, scale_pos=pt / grid)
@@ -19,7 +20,8 @@ def test_cos_sin_match_official_freqs_cis(official_sam3_pkg, grid, pt):
     torch.testing.assert_close(sin, ref.imag, rtol=0, atol=1e-6)
 
 
-def test_apply_matches_official_apply_rotary_enc(official_sam3_pkg):
+@pytest.mark.requires_official
+def test_apply_matches_official_apply_rotary_enc():
     from sam3.model.vitdet import apply_rotary_enc, compute_axial_cis
 
     torch.manual_seed(0)

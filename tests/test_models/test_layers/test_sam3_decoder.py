@@ -13,7 +13,7 @@ H, W = 6, 8  # non-square on purpose: catches row/column mix-ups in the boxRPB
 
 
 
-def _build_official(dropout, use_act_checkpoint):
+def _build_official(dropout, with_cp):
     from sam3.model.decoder import TransformerDecoder, TransformerDecoderLayer
     from sam3.model.model_misc import MultiheadAttentionWrapper
     layer = TransformerDecoderLayer(activation='relu',
@@ -37,7 +37,7 @@ def _build_official(dropout, use_act_checkpoint):
                               frozen=False,
                               interaction_layer=None,
                               dac_use_selfatt_ln=True,
-                              use_act_checkpoint=use_act_checkpoint,
+                              use_act_checkpoint=with_cp,
                               presence_token=True)
 
 
@@ -77,16 +77,16 @@ def _run_official(dec, memory, pos, prompt, prompt_mask, apply_dac):
                 presence_feats=presence_feats)
 
 
-def _build_pair(dropout, use_act_checkpoint):
-    official = _build_official(dropout, use_act_checkpoint)
+def _build_pair(dropout, with_cp):
+    official = _build_official(dropout, with_cp)
     _randomize(official)
     ours = SAM3Decoder(num_layers=LAYERS,
-                       d_model=D,
+                       embed_dims=D,
                        num_heads=HEADS,
                        dim_feedforward=FFN,
                        dropout=dropout,
                        num_queries=NQ,
-                       with_cp=use_act_checkpoint)
+                       with_cp=with_cp)
     ours.load_state_dict(official.state_dict(), strict=True)
     return official, ours
 
@@ -95,8 +95,9 @@ def _max_diffs(out, ref):
     return {k: (out[k] - ref[k]).abs().max().item() for k in ref}
 
 
-def test_decoder_eval_parity(official_sam3_pkg):
-    official, ours = _build_pair(dropout=0.1, use_act_checkpoint=False)
+@pytest.mark.requires_official
+def test_decoder_eval_parity():
+    official, ours = _build_pair(dropout=0.1, with_cp=False)
     official.eval()
     ours.eval()
     memory, pos, prompt, prompt_mask = _inputs()
@@ -114,10 +115,11 @@ def test_decoder_eval_parity(official_sam3_pkg):
     assert (out['references'][1] - out['references'][0]).abs().max() > 1e-3
 
 
-def test_decoder_train_dac_parity_with_grads(official_sam3_pkg):
+@pytest.mark.requires_official
+def test_decoder_train_dac_parity_with_grads():
     # The official decoder asserts activation checkpointing in training; dropout 0 makes both
     # deterministic.
-    official, ours = _build_pair(dropout=0.0, use_act_checkpoint=True)
+    official, ours = _build_pair(dropout=0.0, with_cp=True)
     official.train()
     ours.train()
     memory, pos, prompt, prompt_mask = _inputs()
@@ -142,7 +144,7 @@ def test_decoder_train_dac_parity_with_grads(official_sam3_pkg):
 def test_decoder_forward_backward(with_cp):
     torch.manual_seed(0)
     dec = SAM3Decoder(num_layers=2,
-                      d_model=D,
+                      embed_dims=D,
                       num_heads=HEADS,
                       dim_feedforward=FFN,
                       num_queries=NQ,

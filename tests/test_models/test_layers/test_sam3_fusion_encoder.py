@@ -63,13 +63,14 @@ def _run_official(enc, feats, pos, prompt, mask):
     return out['memory'], out['pos_embed']
 
 
+@pytest.mark.requires_official
 @pytest.mark.parametrize('mode', ['eval', 'train'])
-def test_fusion_encoder_parity(official_sam3_pkg, mode):
+def test_fusion_encoder_parity(mode):
     dropout = 0.1 if mode == 'eval' else 0.0
     official = _build_official(dropout)
     _randomize(official)
     ours = SAM3FusionEncoder(num_layers=LAYERS,
-                             d_model=D,
+                             embed_dims=D,
                              num_heads=HEADS,
                              dim_feedforward=FFN,
                              dropout=dropout,
@@ -88,7 +89,7 @@ def test_fusion_encoder_parity(official_sam3_pkg, mode):
 
 def test_fusion_encoder_forward_backward():
     torch.manual_seed(0)
-    enc = SAM3FusionEncoder(num_layers=2, d_model=D, num_heads=HEADS, dim_feedforward=FFN)
+    enc = SAM3FusionEncoder(num_layers=2, embed_dims=D, num_heads=HEADS, dim_feedforward=FFN)
     enc.init_weights()
     enc.train()
     feats, pos, prompt, mask = _inputs()

@@ -1,0 +1,193 @@
+"""Run one exported graph: ONNX Runtime here, TensorRT 10 on a device.
+
+Both runners take and return ``torch.Tensor``\\ s keyed by the graph's tensor names, check the
+inputs against the manifest's signature first (names, dtypes, static dims; dynamic ``num_prompts``
+/ ``num_boxes`` against the deploy config's ``max_prompts`` / ``max_boxes``, which are also the
+TensorRT profile maxima), and check that the file is the graph the manifest describes.
+
+mmdeploy 1.3.1's ``TRTWrapper`` uses the binding API TensorRT 10 removed (``binding_is_input``,
+``execute_async_v2``), so :class:`TensorRTGraphRunner` uses the name-based API
+(``get_tensor_name``, ``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``).
+"""
+import os.path as osp
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ['GraphRunner', 'OnnxRuntimeGraphRunner', 'TensorRTGraphRunner']
+
+_TORCH_DTYPES = {'float32': torch.float32, 'float16': torch.float16, 'int64': torch.int64,
+                 'int32': torch.int32, 'bool': torch.bool}
+
+
+class GraphRunner:
+    """Input checks shared by the backends.
+
+    Args:
+        name (str): graph name (``vision_tower`` / ``text_tower`` / ``prompt_decoder``).
+        signature (dict): the manifest entry (``inputs`` / ``outputs`` with name, dtype, shape).
+        limits (dict): upper bounds of named dynamic axes, e.g. ``{'num_prompts': 16}``.
+    """
+
+    def __init__(self, name: str, signature: dict, limits: Optional[Dict[str, int]] = None):
+        self.name = name
+        self.inputs = signature['inputs']
+        self.outputs = signature['outputs']
+        self.limits = dict(limits or {})
+
+    @property
+    def input_names(self) -> List[str]:
+        return [i['name'] for i in self.inputs]
+
+    @property
+    def output_names(self) -> List[str]:
+        return [o['name'] for o in self.outputs]
+
+    def check_inputs(self, feed: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        """Inputs in the graph's dtypes; raises ``ValueError`` naming the fix."""
+        missing = [n for n in self.input_names if n not in feed]
+        if missing:
+            raise ValueError(f'{self.name} graph: missing inputs {missing}')
+        checked = {}
+        for spec in self.inputs:
+            value = feed[spec['name']]
+            value = value if isinstance(value, Tensor) else torch.as_tensor(np.asarray(value))
+            shape = tuple(value.shape)
+            want = spec['shape']
+            if len(shape) != len(want):
+                raise ValueError(f'{self.name} graph: input {spec["name"]} has shape {shape}, '
+                                 f'expected {len(want)} dims {want}')
+            for axis, (got, dim) in enumerate(zip(shape, want)):
+                if isinstance(dim, int) and dim > 0 and got != dim:
+                    raise ValueError(self._static_dim_error(spec['name'], shape, want, axis))
+                if isinstance(dim, str) and dim in self.limits and got > self.limits[dim]:
+                    raise ValueError(
+                        f'{self.name} graph: {got} {dim.replace("num_", "")} but the exported '
+                        f'profile allows at most {self.limits[dim]} ({dim}); run them in chunks '
+                        f'(DeployedSAM3 does) or export with a deploy config whose '
+                        f'codebase_config.sam3.max_{dim[4:]} is larger')
+                if isinstance(dim, str) and got < 1:
+                    raise ValueError(f'{self.name} graph: input {spec["name"]} axis {axis} '
+                                     f'({dim}) is empty; pass at least one')
+            checked[spec['name']] = value.to(_TORCH_DTYPES.get(spec['dtype'], value.dtype))
+        return checked
+
+    def _static_dim_error(self, name, shape, want, axis) -> str:
+        if name == 'image':
+            return (f'vision_tower graph was exported for a {want[2]}x{want[3]} image, got '
+                    f'{shape[2]}x{shape[3]}; resize / pad the input to {want[2]}x{want[3]} '
+                    '(the model config test pipeline with that scale and '
+                    f'pad_size={want[2]}) or export with a deploy config of this size '
+                    f'(configs/deploy/instance-seg_*_static-{shape[2]}x{shape[3]}.py)')
+        if name == 'token_ids':
+            return (f'text_tower graph takes token ids of length exactly {want[1]}, got '
+                    f'{shape[1]}; tokenize with SAM3Tokenizer(context_length={want[1]}) (it '
+                    'pads and truncates longer phrases)')
+        return (f'{self.name} graph: input {name} has shape {shape}, the graph was exported for '
+                f'{want} (axis {axis}); the features must come from graphs exported together')
+
+    def __call__(self, **feed: Tensor) -> Dict[str, Tensor]:
+        return self.run(self.check_inputs(feed))
+
+    def run(self, feed: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        raise NotImplementedError
+
+
+class OnnxRuntimeGraphRunner(GraphRunner):
+    """One ONNX file on ONNX Runtime (CPU, or CUDA when its provider is installed)."""
+
+    def __init__(self, path: str, name: str, signature: dict,
+                 limits: Optional[Dict[str, int]] = None, device: str = 'cpu',
+                 num_threads: Optional[int] = None):
+        super().__init__(name, signature, limits)
+        import onnxruntime as ort
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'{name} graph file not found: {path} (export it with '
+                                    'tools/deployment/deploy.py)')
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # errors only (static-shape merge notes are noise)
+        if num_threads:
+            options.intra_op_num_threads = int(num_threads)
+        providers = ['CPUExecutionProvider']
+        if str(device).startswith('cuda') and 'CUDAExecutionProvider' in \
+                ort.get_available_providers():
+            providers.insert(0, 'CUDAExecutionProvider')
+        self.session = ort.InferenceSession(path, options, providers=providers)
+        got_in = [i.name for i in self.session.get_inputs()]
+        got_out = [o.name for o in self.session.get_outputs()]
+        if got_in != self.input_names or got_out != self.output_names:
+            raise ValueError(f'{path} is not the {name} graph the manifest describes (inputs '
+                             f'{got_in} / outputs {got_out}, expected {self.input_names} / '
+                             f'{self.output_names}); pass the files of one export')
+        self.device = torch.device(device)
+
+    def run(self, feed: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        arrays = {k: v.detach().cpu().numpy() for k, v in feed.items()}
+        outs = self.session.run(self.output_names, arrays)
+        return {n: torch.from_numpy(np.ascontiguousarray(o)).to(self.device)
+                for n, o in zip(self.output_names, outs)}
+
+
+class TensorRTGraphRunner(GraphRunner):
+    """One serialized TensorRT 10 engine (CUDA device only; written against TensorRT 10's
+    documented Python API, not run on this project's machines)."""
+
+    def __init__(self, path: str, name: str, signature: dict,
+                 limits: Optional[Dict[str, int]] = None, device: str = 'cuda:0'):
+        super().__init__(name, signature, limits)
+        import tensorrt as trt
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'{name} engine not found: {path} (build it on the device: '
+                                    'tools/deployment/build_trt_engines.sh)')
+        if not torch.cuda.is_available():
+            raise RuntimeError('TensorRT engines need a CUDA device')
+        self.trt = trt
+        self.device = torch.device(device)
+        self.logger = trt.Logger(trt.Logger.WARNING)
+        with open(path, 'rb') as f:
+            self.engine = trt.Runtime(self.logger).deserialize_cuda_engine(f.read())
+        if self.engine is None:
+            raise RuntimeError(f'{path}: TensorRT could not deserialize it (engines only load '
+                               'on the TensorRT version and GPU they were built with)')
+        self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        is_input = {n: self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
+        got_in = [n for n in names if is_input[n]]
+        got_out = [n for n in names if not is_input[n]]
+        if sorted(got_in) != sorted(self.input_names) or \
+                sorted(got_out) != sorted(self.output_names):
+            raise ValueError(f'{path} is not the {name} engine the manifest describes (inputs '
+                             f'{got_in} / outputs {got_out})')
+        # The optimisation profile is the authority on TensorRT: tighten the limits to it.
+        for spec in self.inputs:
+            _, _, max_shape = self.engine.get_tensor_profile_shape(spec['name'], 0)
+            for dim, top in zip(spec['shape'], max_shape):
+                if isinstance(dim, str):
+                    self.limits[dim] = min(self.limits.get(dim, top), int(top))
+
+    def _torch_dtype(self, name: str) -> torch.dtype:
+        trt = self.trt
+        table = {trt.float32: torch.float32, trt.float16: torch.float16,
+                 trt.int32: torch.int32, trt.int64: torch.int64, trt.bool: torch.bool}
+        return table[self.engine.get_tensor_dtype(name)]
+
+    def run(self, feed: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        keep = []
+        for name, value in feed.items():
+            value = value.to(self.device, self._torch_dtype(name)).contiguous()
+            keep.append(value)
+            self.context.set_input_shape(name, tuple(value.shape))
+            self.context.set_tensor_address(name, value.data_ptr())
+        outputs = {}
+        for name in self.output_names:
+            shape = tuple(self.context.get_tensor_shape(name))
+            out = torch.empty(shape, dtype=self._torch_dtype(name), device=self.device)
+            outputs[name] = out
+            self.context.set_tensor_address(name, out.data_ptr())
+        stream = torch.cuda.current_stream(self.device)
+        if not self.context.execute_async_v3(stream.cuda_stream):
+            raise RuntimeError(f'{self.name}: TensorRT execution failed')
+        stream.synchronize()
+        return {n: (o.float() if o.dtype == torch.float16 else o) for n, o in outputs.items()}

@@ -1,0 +1,105 @@
+"""Build TensorRT 10 engines from the exported graphs (on the device that will run them).
+
+Written against TensorRT 10's documented Python API (``trt.Builder`` / ``OnnxParser`` /
+``IOptimizationProfile`` / ``build_serialized_network``); nothing here runs without a CUDA device
+and TensorRT, which this project's machines do not have. ``tools/deployment/build_trt_engines.sh``
+does the same with ``trtexec``.
+
+FP16: the ``LayerNormalization`` and ``Softmax`` layers are pinned to FP32
+(``OBEY_PRECISION_CONSTRAINTS``); their node names are listed in the manifest
+(``fp32_layers``) at export so ``trtexec --layerPrecisions`` can pin the same ones.
+"""
+import os.path as osp
+from typing import Dict, List, Sequence, Tuple
+
+__all__ = ['tensorrt_available', 'fp32_layer_names', 'trt_profiles', 'build_engine',
+           'build_engines']
+
+FP32_OP_TYPES = ('LayerNormalization', 'Softmax')
+
+
+def tensorrt_available() -> Tuple[bool, str]:
+    """Whether engines can be built here, and why not."""
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        return False, 'the tensorrt package is not installed'
+    import torch
+    if not torch.cuda.is_available():
+        return False, 'TensorRT needs a CUDA device to parse and build'
+    return True, ''
+
+
+def fp32_layer_names(onnx_path: str, op_types: Sequence[str] = FP32_OP_TYPES) -> List[str]:
+    """Names of the ONNX nodes (= TensorRT layer names) that should stay FP32 in FP16 builds."""
+    import onnx
+    graph = onnx.load(onnx_path, load_external_data=False).graph
+    return [n.name for n in graph.node if n.op_type in op_types and n.name]
+
+
+def trt_profiles(deploy_cfg) -> Dict[str, Dict[str, dict]]:
+    """``{graph: {input: {min_shape, opt_shape, max_shape}}}`` from
+    ``backend_config.model_inputs`` (one entry per graph, in vision / text / decoder order)."""
+    from .export_graphs import GRAPH_NAMES
+    model_inputs = deploy_cfg.backend_config.get('model_inputs') or []
+    if len(model_inputs) != len(GRAPH_NAMES):
+        raise ValueError(f'backend_config.model_inputs needs {len(GRAPH_NAMES)} entries (one '
+                         f'profile per graph: {GRAPH_NAMES}), got {len(model_inputs)}')
+    return {g: {k: {s: list(v[s]) for s in ('min_shape', 'opt_shape', 'max_shape')}
+                for k, v in entry['input_shapes'].items()}
+            for g, entry in zip(GRAPH_NAMES, model_inputs)}
+
+
+def build_engine(onnx_path: str, engine_path: str, profile: Dict[str, dict], fp16: bool = False,
+                 workspace: int = 1 << 32, fp32_layers: Sequence[str] = ()) -> str:
+    """Parse ``onnx_path`` (external data beside it is read), build and write ``engine_path``."""
+    import tensorrt as trt
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(onnx_path):
+        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+        raise RuntimeError(f'TensorRT could not parse {onnx_path}: {errors}')
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace))
+    if fp16:
+        config.set_flag(trt.BuilderFlag.FP16)
+        config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+        keep = set(fp32_layers)
+        for i in range(network.num_layers):
+            layer = network.get_layer(i)
+            if layer.name in keep or layer.type in (trt.LayerType.NORMALIZATION,
+                                                    trt.LayerType.SOFTMAX):
+                layer.precision = trt.float32
+                for j in range(layer.num_outputs):
+                    layer.set_output_type(j, trt.float32)
+    opt_profile = builder.create_optimization_profile()
+    for name, shapes in profile.items():
+        opt_profile.set_shape(name, shapes['min_shape'], shapes['opt_shape'],
+                              shapes['max_shape'])
+    config.add_optimization_profile(opt_profile)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise RuntimeError(f'TensorRT failed to build {onnx_path}')
+    with open(engine_path, 'wb') as f:
+        f.write(serialized)
+    return engine_path
+
+
+def build_engines(deploy_cfg, work_dir: str) -> List[str]:
+    """One engine per exported graph of ``work_dir`` with the deploy config's profiles."""
+    from .export_graphs import GRAPH_NAMES
+    common = deploy_cfg.backend_config.get('common_config', {})
+    profiles = trt_profiles(deploy_cfg)
+    paths = []
+    for name in GRAPH_NAMES:
+        onnx_path = osp.join(work_dir, f'{name}.onnx')
+        if not osp.isfile(onnx_path):
+            continue
+        paths.append(
+            build_engine(onnx_path, osp.join(work_dir, f'{name}.engine'), profiles[name],
+                         fp16=bool(common.get('fp16_mode', False)),
+                         workspace=int(common.get('max_workspace_size', 1 << 32)),
+                         fp32_layers=fp32_layer_names(onnx_path)))
+    return paths

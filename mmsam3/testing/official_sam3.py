@@ -1,0 +1,289 @@
+"""Harness around Meta's official ``sam3`` package, for parity checks only.
+
+The product (everything in ``mmsam3`` outside this sub-package) never imports ``sam3``; tests and
+the ``tools/analysis_tools`` parity and benchmark scripts do, through this module. ``sam3`` is
+imported inside the functions, so importing this module (or ``mmsam3``) never needs it.
+
+The official code assumes CUDA in three places (two ``device="cuda"`` at construction time and
+one ``pin_memory()`` while encoding box prompts). :func:`patch_official_for_cpu` redirects those
+to the CPU in memory; site-packages is never edited.
+"""
+import functools
+import os
+import os.path as osp
+import types
+
+import torch
+
+# The repository checkout holding this package; ``../shared`` next to it holds shared data.
+_REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+BPE_PATH = os.environ.get(
+    'MMSAM3_BPE_PATH',
+    osp.join(osp.dirname(_REPO), 'shared', 'data', 'bpe_simple_vocab_16e6.txt.gz'))
+
+_PATCHED = False
+
+
+def official_available():
+    """Return ``(ok, reason)``: whether the official package can be imported here."""
+    try:
+        import sam3  # noqa: F401
+    except Exception as exc:  # pragma: no cover - depends on the environment
+        return False, f'official sam3 package not importable: {exc!r}'
+    return True, ''
+
+
+class _CpuDefaultTorch(types.ModuleType):
+    """Stand-in for ``torch`` inside one official module: ``device='cuda'`` becomes the CPU."""
+
+    def __init__(self):
+        super().__init__('torch')
+
+    def __getattr__(self, name):
+        return getattr(torch, name)
+
+    @staticmethod
+    def zeros(*args, **kwargs):
+        if str(kwargs.get('device', '')).startswith('cuda') and not torch.cuda.is_available():
+            kwargs['device'] = 'cpu'
+        return torch.zeros(*args, **kwargs)
+
+
+def patch_official_for_cpu():
+    """Make the official image model build and run on a machine without CUDA (idempotent)."""
+    global _PATCHED
+    if _PATCHED or torch.cuda.is_available():
+        return
+    from sam3.model import decoder, position_encoding
+
+    # 1. PositionEmbeddingSine precomputes its cache with torch.zeros(..., device="cuda").
+    position_encoding.torch = _CpuDefaultTorch()
+
+    # 2. TransformerDecoder builds its boxRPB coordinate cache on device="cuda".
+    original_get_coords = decoder.TransformerDecoder._get_coords
+
+    @functools.wraps(original_get_coords)
+    def _get_coords(H, W, device):
+        if str(device).startswith('cuda'):
+            device = 'cpu'
+        return original_get_coords(H, W, device)
+
+    decoder.TransformerDecoder._get_coords = staticmethod(_get_coords)
+
+    # 3. SequenceGeometryEncoder pins a small CPU tensor, which needs a CUDA driver.
+    torch.Tensor.pin_memory = lambda self, *args, **kwargs: self
+    _PATCHED = True
+
+
+# Architecture sizes for the official classes. `full` is what `build_sam3_image_model` builds;
+# `tiny` keeps every mechanism (window + global blocks with RoPE interpolation, tiled pos-emb,
+# DAC, boxRPB, presence token, all heads) at widths that run in seconds on a CPU.
+OFFICIAL_SIZES = dict(
+    full=dict(img_size=1008, pretrain_img_size=336, vit_dim=1024, vit_depth=32, vit_heads=16,
+              mlp_ratio=4.625, window_size=24, global_att_blocks=(7, 15, 23, 31),
+              text_width=1024, text_heads=16, text_layers=24, d_model=256, heads=8,
+              ffn_dim=2048, enc_layers=6, dec_layers=6, geo_layers=3, num_queries=200,
+              scoring_hidden=2048),
+    tiny=dict(img_size=168, pretrain_img_size=84, vit_dim=64, vit_depth=4, vit_heads=4,
+              mlp_ratio=4.625, window_size=6, global_att_blocks=(1, 3), text_width=64,
+              text_heads=4, text_layers=2, d_model=64, heads=8, ffn_dim=128, enc_layers=2,
+              dec_layers=2, geo_layers=2, num_queries=20, scoring_hidden=128),
+)
+
+
+def build_official_image_model(size='tiny', seed=0, bpe_path=None, eval_mode=True,
+                                enable_segmentation=True):
+    """Build Meta's ``Sam3Image`` with random weights drawn from ``seed``.
+
+    ``full`` goes through the official ``build_sam3_image_model``; ``tiny`` composes the same
+    official classes with the flags that builder uses and the widths of ``OFFICIAL_SIZES['tiny']``.
+    """
+    patch_official_for_cpu()
+    from sam3 import model_builder as mb
+    from sam3.model.decoder import TransformerDecoder, TransformerDecoderLayer
+    from sam3.model.encoder import TransformerEncoderFusion, TransformerEncoderLayer
+    from sam3.model.geometry_encoders import SequenceGeometryEncoder
+    from sam3.model.maskformer_segmentation import PixelDecoder, UniversalSegmentationHead
+    from sam3.model.model_misc import MLP, DotProductScoring
+    from sam3.model.model_misc import MultiheadAttentionWrapper as MHA
+    from sam3.model.model_misc import TransformerWrapper
+    from sam3.model.necks import Sam3DualViTDetNeck
+    from sam3.model.position_encoding import PositionEmbeddingSine
+    from sam3.model.text_encoder_ve import VETextEncoder
+    from sam3.model.tokenizer_ve import SimpleTokenizer
+    from sam3.model.vitdet import ViT
+    from sam3.model.vl_combiner import SAM3VLBackbone
+
+    bpe_path = bpe_path or BPE_PATH
+    torch.manual_seed(seed)
+    if size == 'full':
+        model = mb.build_sam3_image_model(
+            bpe_path=bpe_path, device='cpu', eval_mode=eval_mode, checkpoint_path=None,
+            load_from_HF=False, enable_segmentation=enable_segmentation)
+        _init_uninitialised_text_params(model, seed)
+        return model
+    if size not in OFFICIAL_SIZES:
+        raise ValueError(f'unknown size {size!r}; choose from {sorted(OFFICIAL_SIZES)}')
+    s = OFFICIAL_SIZES[size]
+    d = s['d_model']
+
+    def pos_enc(precompute=None):
+        return PositionEmbeddingSine(num_pos_feats=d, normalize=True, scale=None,
+                                     temperature=10000, precompute_resolution=precompute)
+
+    vit = ViT(
+        img_size=s['img_size'], pretrain_img_size=s['pretrain_img_size'], patch_size=14,
+        embed_dim=s['vit_dim'], depth=s['vit_depth'], num_heads=s['vit_heads'],
+        mlp_ratio=s['mlp_ratio'], norm_layer='LayerNorm', drop_path_rate=0.1, qkv_bias=True,
+        use_abs_pos=True, tile_abs_pos=True, global_att_blocks=s['global_att_blocks'],
+        rel_pos_blocks=(), use_rope=True, use_interp_rope=True, window_size=s['window_size'],
+        pretrain_use_cls_token=True, retain_cls_token=False, ln_pre=True, ln_post=False,
+        return_interm_layers=False, bias_patch_embed=False, compile_mode=None)
+    neck = Sam3DualViTDetNeck(position_encoding=pos_enc(s['img_size']), d_model=d,
+                              scale_factors=[4.0, 2.0, 1.0, 0.5], trunk=vit, add_sam2_neck=False)
+    text = VETextEncoder(tokenizer=SimpleTokenizer(bpe_path=bpe_path), d_model=d,
+                         width=s['text_width'], heads=s['text_heads'], layers=s['text_layers'])
+    backbone = SAM3VLBackbone(visual=neck, text=text, scalp=1)
+
+    def mha(dropout=0.1, batch_first=False):
+        return MHA(num_heads=s['heads'], dropout=dropout, embed_dim=d, batch_first=batch_first)
+
+    enc_layer = TransformerEncoderLayer(
+        activation='relu', d_model=d, dim_feedforward=s['ffn_dim'], dropout=0.1,
+        pos_enc_at_attn=True, pos_enc_at_cross_attn_keys=False,
+        pos_enc_at_cross_attn_queries=False, pre_norm=True,
+        self_attention=mha(batch_first=True), cross_attention=mha(batch_first=True))
+    encoder = TransformerEncoderFusion(
+        layer=enc_layer, num_layers=s['enc_layers'], d_model=d, num_feature_levels=1,
+        frozen=False, use_act_checkpoint=True, add_pooled_text_to_img_feat=False,
+        pool_text_with_mask=True)
+    dec_layer = TransformerDecoderLayer(
+        activation='relu', d_model=d, dim_feedforward=s['ffn_dim'], dropout=0.1,
+        cross_attention=mha(), n_heads=s['heads'], use_text_cross_attention=True)
+    decoder = TransformerDecoder(
+        layer=dec_layer, num_layers=s['dec_layers'], num_queries=s['num_queries'],
+        return_intermediate=True, box_refine=True, num_o2m_queries=0, dac=True, boxRPB='log',
+        d_model=d, frozen=False, interaction_layer=None, dac_use_selfatt_ln=True,
+        resolution=s['img_size'], stride=14, use_act_checkpoint=True, presence_token=True)
+    transformer = TransformerWrapper(encoder=encoder, decoder=decoder, d_model=d)
+    scoring = DotProductScoring(
+        d_model=d, d_proj=d,
+        prompt_mlp=MLP(input_dim=d, hidden_dim=s['scoring_hidden'], output_dim=d, num_layers=2,
+                       dropout=0.1, residual=True, out_norm=torch.nn.LayerNorm(d)))
+    seg_head = None
+    if enable_segmentation:
+        seg_head = UniversalSegmentationHead(
+            hidden_dim=d, upsampling_stages=3, aux_masks=False, presence_head=False,
+            dot_product_scorer=None, act_ckpt=True, cross_attend_prompt=mha(dropout=0),
+            pixel_decoder=PixelDecoder(num_upsampling_stages=3, interpolation_mode='nearest',
+                                       hidden_dim=d, compile_mode=None))
+    geo_layer = TransformerEncoderLayer(
+        activation='relu', d_model=d, dim_feedforward=s['ffn_dim'], dropout=0.1,
+        pos_enc_at_attn=False, pre_norm=True, self_attention=mha(),
+        pos_enc_at_cross_attn_queries=False, pos_enc_at_cross_attn_keys=True,
+        cross_attention=mha())
+    geometry = SequenceGeometryEncoder(
+        pos_enc=pos_enc(), encode_boxes_as_points=False, points_direct_project=True,
+        points_pool=True, points_pos_enc=True, boxes_direct_project=True, boxes_pool=True,
+        boxes_pos_enc=True, d_model=d, num_layers=s['geo_layers'], layer=geo_layer,
+        use_act_ckpt=True, add_cls=True, add_post_encode_proj=True)
+    model = mb._create_sam3_model(backbone, transformer, geometry, seg_head, scoring, None,
+                                  eval_mode)
+    _init_uninitialised_text_params(model, seed)
+    return model.eval() if eval_mode else model
+
+
+def _init_uninitialised_text_params(model, seed):
+    """The official text encoder leaves two parameters as ``torch.empty``: give them values."""
+    gen = torch.Generator().manual_seed(seed + 12345)
+    enc = model.backbone.language_backbone.encoder
+    with torch.no_grad():
+        for p in (enc.positional_embedding, enc.text_projection):
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.01)
+
+
+def official_state_dict_in_checkpoint_layout(model):
+    """The image model's weights keyed as in ``sam3.pt`` (``detector.`` prefix)."""
+    return {f'detector.{k}': v for k, v in model.state_dict().items()}
+
+
+@torch.no_grad()
+def run_official(model, image, text, boxes=None, box_labels=None):
+    """One (image, prompt) through the official model, as ``Sam3Processor`` drives it.
+
+    Args:
+        image: (1, 3, H, W) float, already normalised to [-1, 1].
+        text: the noun phrase (the official processor uses ``'visual'`` for box-only prompts).
+        boxes: optional (N, 4) exemplar boxes, normalised cx, cy, w, h.
+        box_labels: optional (N,) bool, True for positive exemplars.
+
+    Returns:
+        dict with ``pred_logits`` (1, Q, 1), ``pred_boxes`` (1, Q, 4) cxcywh, ``presence_logit_dec``
+        (1, 1), ``pred_masks`` (1, Q, h, w) and ``semantic_seg`` (1, 1, h, w) when segmenting.
+    """
+    from sam3.model.data_misc import FindStage
+
+    backbone_out = model.backbone.forward_image(image)
+    backbone_out.update(model.backbone.forward_text([text], device=image.device))
+    geometric_prompt = model._get_dummy_prompt()
+    if boxes is not None and len(boxes):
+        labels = (torch.ones(len(boxes), dtype=torch.bool)
+                  if box_labels is None else torch.as_tensor(box_labels, dtype=torch.bool))
+        geometric_prompt.append_boxes(boxes.float().view(-1, 1, 4), labels.view(-1, 1))
+    find_stage = FindStage(
+        img_ids=torch.tensor([0], dtype=torch.long), text_ids=torch.tensor([0], dtype=torch.long),
+        input_boxes=None, input_boxes_mask=None, input_boxes_label=None, input_points=None,
+        input_points_mask=None)
+    out = model.forward_grounding(backbone_out=backbone_out, find_input=find_stage,
+                                  geometric_prompt=geometric_prompt, find_target=None)
+    keys = ('pred_logits', 'pred_boxes', 'presence_logit_dec', 'pred_masks', 'semantic_seg')
+    return {k: out[k] for k in keys if out.get(k) is not None}
+
+
+def import_official_optim():
+    """Import ``sam3.train.optim.{optimizer,schedulers}`` (the official optimiser helpers).
+
+    ``optimizer.py`` imports ``hydra`` and ``omegaconf`` at module level but the helpers used for
+    parity (pattern matching, layer decay, param-group mapping) need only ``hydra.utils.get_class``.
+    When those packages are absent, minimal stand-ins are placed in ``sys.modules`` for the
+    import and removed afterwards.
+
+    Returns:
+        tuple: ``(optimizer_module, schedulers_module)``.
+    """
+    import importlib
+    import sys
+
+    stubs = {}
+    for name in ('hydra', 'omegaconf'):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            stubs[name] = types.ModuleType(name)
+    if 'hydra' in stubs:
+
+        def get_class(path):
+            module, _, attr = path.rpartition('.')
+            return getattr(importlib.import_module(module), attr)
+
+        def instantiate(*args, **kwargs):
+            raise NotImplementedError('hydra is not installed; build the objects directly')
+
+        utils = types.ModuleType('hydra.utils')
+        utils.get_class, utils.instantiate = get_class, instantiate
+        stubs['hydra'].utils = utils
+        stubs['hydra.utils'] = utils
+    if 'omegaconf' in stubs:
+        stubs['omegaconf'].DictConfig = dict
+    saved = {k: sys.modules.get(k) for k in stubs}
+    sys.modules.update(stubs)
+    try:
+        optimizer = importlib.import_module('sam3.train.optim.optimizer')
+        schedulers = importlib.import_module('sam3.train.optim.schedulers')
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                sys.modules.pop(k, None)
+            else:
+                sys.modules[k] = v
+    return optimizer, schedulers

@@ -1,0 +1,46 @@
+"""One tiny SAM 3 (random weights, seed 0), exported once through tools/deployment/deploy.py,
+shared by the deployment tests; plus a small shapes dataset to evaluate on."""
+import os.path as osp
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from deploy_test_utils import DEPLOY_CFG, MODEL_CFG, REPO, SIZE, build_tiny_model, load_tool
+
+
+@pytest.fixture(scope='session')
+def shapes_root(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp('deploy_shapes'))
+    proc = subprocess.run([sys.executable,
+                           osp.join(REPO, 'tools/dataset_converters/make_shapes_dataset.py'), root,
+                           '--train', '1', '--val', '4', '--size', str(SIZE)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return root + '/'
+
+
+@pytest.fixture(scope='session')
+def tiny_deployment(tmp_path_factory, bpe_path, shapes_root):
+    """The tiny model, its checkpoint, and its three graphs exported by the deploy tool."""
+    out = tmp_path_factory.mktemp('tiny_deploy')
+    model, cfg = build_tiny_model(bpe_path)
+    ckpt = str(out / 'tiny.pth')
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, ckpt)
+    work_dir = str(out / 'graphs')
+    deploy = load_tool('deploy')
+    options = [f'model.tokenizer.bpe_path={bpe_path}']
+    with torch.no_grad():
+        diff = deploy.main([DEPLOY_CFG, MODEL_CFG, ckpt, shapes_root + 'valid/000000.png',
+                            '--work-dir', work_dir, '--texts', 'red circle', 'blue square',
+                            '--cfg-options', *options])
+    return SimpleNamespace(model=model, cfg=cfg, ckpt=ckpt, work_dir=work_dir, diff=diff,
+                           deploy_cfg=DEPLOY_CFG, model_cfg=MODEL_CFG, cfg_options=options)
+
+
+@pytest.fixture(scope='session')
+def deployed(tiny_deployment):
+    from mmsam3.deploy import DeployedSAM3
+    return DeployedSAM3(tiny_deployment.cfg, tiny_deployment.work_dir)

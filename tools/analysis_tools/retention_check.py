@@ -1,0 +1,222 @@
+"""How much of a teacher a compressed, distilled SAM 3 student keeps, at equal training time.
+
+    python tools/analysis_tools/retention_check.py                      # defaults below
+    python tools/analysis_tools/retention_check.py --teacher-iters 300 --budget 60   # quick run
+
+Steps (all through the real tools, ``--threads`` CPU threads each):
+1. the shapes dataset (``tools/dataset_converters/make_shapes_dataset.py``, as the learning
+   check makes it; an existing one is reused);
+2. the teacher, ``configs/sam3_small/retention/sam3-tiny8_168_shapes.py`` (8 ViT blocks, 168 px),
+   trained from scratch for ``--teacher-iters`` iterations (skipped with ``--teacher-ckpt``);
+3. ``tools/model_converters/compress_sam3.py`` cuts the student (4 blocks, 126 px, under half
+   the teacher's image-tower FLOPs) out of it;
+4. three student runs of ``--budget`` seconds of training each (``WallTimeBudgetHook``):
+   distilled from the compressed init, ground truth only from the same init, ground truth only
+   from scratch;
+5. ``tools/test.py`` evaluates the teacher and every student on the same validation images
+   (mmdet ``CocoMetric``), and one table is printed (and written to ``results.json``).
+
+Targets: the distilled student keeps >= ``--min-retention`` (0.9) of the teacher's bbox AP50 and
+reaches >= ``--min-gain`` (2) times the from-scratch student's.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import re
+import subprocess
+import sys
+import time
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+CFG_DIR = osp.join('configs', 'sam3_small', 'retention')
+TEACHER_CFG = osp.join(CFG_DIR, 'sam3-tiny8_168_shapes.py')
+STUDENT_CFG = osp.join(CFG_DIR, 'sam3-tiny4_126_shapes.py')
+DISTILL_CFG = osp.join(CFG_DIR, 'sam3-tiny4_126_shapes_distill.py')
+DEFAULT_BPE = osp.join('..', 'shared', 'data', 'bpe_simple_vocab_16e6.txt.gz')
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('--data-root', default=osp.join('data', 'shapes'))
+    p.add_argument('--work-dir', default=osp.join('work_dirs', 'retention_check'))
+    p.add_argument('--train-images', type=int, default=800)
+    p.add_argument('--val-images', type=int, default=40)
+    p.add_argument('--teacher-iters', type=int, default=3000)
+    p.add_argument('--teacher-ckpt', help='reuse a trained teacher (skips step 2)')
+    p.add_argument('--budget', type=float, default=240, help='seconds of training per student')
+    p.add_argument('--student-lr', type=float, default=1e-4,
+                   help='lr of the students initialised from the teacher')
+    p.add_argument('--scratch-lr', type=float, default=3e-4,
+                   help='lr of the student from scratch (the learning check\'s)')
+    p.add_argument('--threads', type=int, default=2)
+    p.add_argument('--bpe', default=os.environ.get('MMSAM3_BPE_PATH', DEFAULT_BPE))
+    p.add_argument('--min-retention', type=float, default=0.9)
+    p.add_argument('--min-gain', type=float, default=2.0)
+    return p.parse_args(argv)
+
+
+def run(cmd, env, log=None):
+    print('+', ' '.join(cmd), flush=True)
+    out = subprocess.run(cmd, env=env, cwd=REPO, check=False, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if log:
+        with open(log, 'w') as f:
+            f.write(out.stdout)
+    if out.returncode:
+        print(out.stdout[-4000:])
+        raise SystemExit(f'command failed ({out.returncode}): {" ".join(cmd)}')
+    return out.stdout
+
+
+def data_options(root, bpe):
+    root = root.rstrip('/') + '/'
+    ann = root + 'valid/_annotations.coco.json'
+    return [f'data_root={root}', f'train_dataloader.dataset.data_root={root}',
+            f'val_dataloader.dataset.data_root={root}',
+            f'test_dataloader.dataset.data_root={root}', f'val_evaluator.0.ann_file={ann}',
+            f'val_evaluator.1.ann_file={ann}', f'test_evaluator.0.ann_file={ann}',
+            f'test_evaluator.1.ann_file={ann}', f'model.tokenizer.bpe_path={bpe}']
+
+
+def last_checkpoint(work_dir):
+    with open(osp.join(work_dir, 'last_checkpoint')) as f:
+        return f.read().strip()
+
+
+def evaluate(cfg, ckpt, options, env, log):
+    out = run([sys.executable, 'tools/test.py', cfg, ckpt, '--cfg-options'] + options, env, log)
+    metrics = {}
+    for key in ('coco/bbox_mAP_50', 'coco/bbox_mAP', 'coco/segm_mAP_50', 'coco/segm_mAP'):
+        found = re.findall(re.escape(key) + r':\s*([-0-9.]+)', out)
+        metrics[key] = float(found[-1]) if found else float('nan')
+    return metrics
+
+
+def student_config(name, base_cfg, args, init=None, lr=1e-4, teacher_ckpt=None):
+    """A config file (in the work dir) for one wall-time-limited student run."""
+    lines = [
+        f'_base_ = [{osp.join(REPO, base_cfg)!r}]',
+        f'load_from = {init!r}',
+        f'optim_wrapper = dict(optimizer=dict(lr={lr!r}))',
+        'train_cfg = dict(max_iters=1000000, val_interval=1000000)',
+        'default_hooks = dict(checkpoint=dict(interval=1000000, save_last=True, '
+        'save_best=None))',
+        '# warm-up, then a constant lr: a run stopped by the clock is not mid-schedule',
+        "param_scheduler = [dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, "
+        'end=50)]',
+        "custom_hooks = [dict(type='TrainingHealthHook', max_consecutive_bad=5, "
+        "on_repeated='rollback'),",
+        f"                dict(type='WallTimeBudgetHook', seconds={args.budget!r})]",
+    ]
+    if teacher_ckpt:
+        lines.append(f'model = dict(teacher_ckpt={teacher_ckpt!r})')
+    path = osp.join(args.work_dir, f'{name}_config.py')
+    with open(path, 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+    return path
+
+
+def student_run(name, cfg, args, env, options):
+    work = osp.join(args.work_dir, name)
+    t0 = time.time()
+    run([sys.executable, 'tools/train.py', cfg, '--work-dir', work, '--cfg-options'] + options,
+        env, osp.join(args.work_dir, f'{name}_train.log'))
+    ckpt = last_checkpoint(work)
+    iters = int(re.findall(r'iter_(\d+)\.pth', ckpt)[-1])
+    return ckpt, iters, time.time() - t0
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    os.makedirs(osp.join(REPO, args.work_dir), exist_ok=True)
+    args.work_dir = osp.join(REPO, args.work_dir)
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    py = sys.executable
+    start = time.time()
+    if not osp.isfile(osp.join(REPO, args.bpe)) and not osp.isfile(args.bpe):
+        sys.exit(f'CLIP BPE vocabulary not found at {args.bpe} (use --bpe)')
+    val_json = osp.join(REPO, args.data_root, 'valid', '_annotations.coco.json')
+    if not osp.isfile(val_json):
+        run([py, 'tools/dataset_converters/make_shapes_dataset.py', args.data_root, '--train',
+             str(args.train_images), '--val', str(args.val_images), '--seed', '0', '--size', '168', '--radius', '0.15', '0.25',
+             '--preset', 'distinct'], env)
+    options = data_options(args.data_root, args.bpe)
+
+    # 2. teacher
+    if args.teacher_ckpt:
+        teacher_ckpt, teacher_time = args.teacher_ckpt, 0.0
+    else:
+        n = args.teacher_iters
+        t0 = time.time()
+        work = osp.join(args.work_dir, 'teacher')
+        run([py, 'tools/train.py', TEACHER_CFG, '--work-dir', work, '--cfg-options'] + options + [
+            f'train_cfg.max_iters={n}', f'train_cfg.val_interval={n}',
+            f'default_hooks.checkpoint.interval={n}', f'param_scheduler.1.begin={n // 2}',
+            f'param_scheduler.1.end={n}', f'param_scheduler.1.T_max={n - n // 2}'
+        ], env, osp.join(args.work_dir, 'teacher_train.log'))
+        teacher_ckpt, teacher_time = last_checkpoint(work), time.time() - t0
+
+    # 3. compress
+    init = osp.join(args.work_dir, 'student_init.pth')
+    report = run([py, 'tools/model_converters/compress_sam3.py', TEACHER_CFG, teacher_ckpt,
+                  STUDENT_CFG, init, '--prompts', '4', '--bpe-path', args.bpe], env,
+                 osp.join(args.work_dir, 'compress.log'))
+    print(report)
+    gflops = {}
+    for line in report.splitlines():
+        if line.startswith('image-tower GFLOPs') or line.startswith('per-prompt GFLOPs'):
+            vals = [float(x) for x in line.split()[2:]]
+            gflops[line.split()[0]] = vals
+
+    # 4. students, same wall time each
+    cfgs = dict(
+        distilled=student_config('distilled', DISTILL_CFG, args, init, args.student_lr,
+                                 teacher_ckpt),
+        gt_only=student_config('gt_only', STUDENT_CFG, args, init, args.student_lr),
+        scratch=student_config('scratch', STUDENT_CFG, args, None, args.scratch_lr))
+    runs = {name: student_run(name, cfg, args, env, options) for name, cfg in cfgs.items()}
+
+    # 5. evaluation, same validation images and metric
+    results = dict(teacher=dict(
+        init='from scratch', iters=args.teacher_iters if not args.teacher_ckpt else None,
+        train_s=teacher_time, **evaluate(TEACHER_CFG, teacher_ckpt, options, env,
+                                         osp.join(args.work_dir, 'teacher_test.log'))))
+    inits = dict(distilled='compressed teacher + KD', gt_only='compressed teacher, GT only',
+                 scratch='from scratch, GT only')
+    for name, (ckpt, iters, wall) in runs.items():
+        metrics = evaluate(cfgs[name], ckpt, options, env,
+                           osp.join(args.work_dir, f'{name}_test.log'))
+        results[name] = dict(init=inits[name], iters=iters, train_s=wall, **metrics)
+
+    t_ap50 = results['teacher']['coco/bbox_mAP_50']
+    d_ap50 = results['distilled']['coco/bbox_mAP_50']
+    s_ap50 = results['scratch']['coco/bbox_mAP_50']
+    retention = d_ap50 / t_ap50 if t_ap50 > 0 else float('nan')
+    gain = d_ap50 / s_ap50 if s_ap50 > 0 else float('inf')
+    print('\n=== retention check (same 40 validation images, mmdet CocoMetric) ===')
+    if gflops:
+        print('image-tower GFLOPs teacher {:.3f} / student {:.3f} (ratio {:.3f}); per prompt '
+              '{:.3f} / {:.3f}'.format(*gflops['image-tower'], *gflops.get('per-prompt',
+                                                                          [0, 0, 0])[:2]))
+    print(f"{'model':<11}{'init / training':<32}{'iters':>7}{'train s':>9}{'bbox AP50':>11}"
+          f"{'bbox AP':>9}{'segm AP50':>11}{'AP50 / teacher':>16}")
+    for name, r in results.items():
+        print(f"{name:<11}{r['init']:<32}{str(r['iters']):>7}{r['train_s']:>9.0f}"
+              f"{r['coco/bbox_mAP_50']:>11.3f}{r['coco/bbox_mAP']:>9.3f}"
+              f"{r['coco/segm_mAP_50']:>11.3f}{r['coco/bbox_mAP_50'] / max(t_ap50, 1e-9):>16.3f}")
+    ok = retention >= args.min_retention and gain >= args.min_gain
+    verdict = 'PASS' if ok else 'FAIL'
+    print(f'{verdict}: distilled keeps {retention:.3f} of the teacher\'s bbox AP50 (target >= '
+          f'{args.min_retention}) and has {gain:.2f}x the from-scratch student\'s (target >= '
+          f'{args.min_gain}); wall time {(time.time() - start) / 60:.1f} min')
+    summary = dict(results=results, gflops=gflops, retention=retention, gain=gain,
+                   passed=ok, budget_s=args.budget, teacher_ckpt=teacher_ckpt)
+    with open(osp.join(args.work_dir, 'results.json'), 'w') as f:
+        json.dump(summary, f, indent=1)
+    return summary
+
+
+if __name__ == '__main__':
+    summary = main()
+    sys.exit(0 if summary['passed'] else 1)

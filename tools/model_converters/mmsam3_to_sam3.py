@@ -1,0 +1,154 @@
+"""Write an mmsam3 checkpoint back in Meta's ``sam3.pt`` layout or as a transformers folder.
+
+    # Meta's layout: loads with sam3.build_sam3_image_model(checkpoint_path=...)
+    python tools/model_converters/mmsam3_to_sam3.py work_dirs/x/iter_1000.pth sam3_finetuned.pt
+    # ... plus the tracker of the original sam3.pt, for Meta's video predictor
+    python tools/model_converters/mmsam3_to_sam3.py iter_1000.pth sam3_finetuned.pt \
+        --tracker-from sam3.pt
+    # transformers: loads with Sam3Model.from_pretrained('sam3_finetuned_hf')
+    python tools/model_converters/mmsam3_to_sam3.py iter_1000.pth sam3_finetuned_hf \
+        --dst-format hf [--config configs/sam3_vit-l_1008_zeroshot.py]
+
+Meta's layout gets the detector's weights (``detector.*``) and the complex RoPE tables that
+Meta's ViT keeps as buffers, regenerated bit for bit from the ViT sizes (``--config``, default
+the official ViT-L at 1008). The transformers folder gets ``model.safetensors`` and
+``config.json``: the ``config.json`` the checkpoint was converted from when there is one (kept by
+``sam3_to_mmsam3.py``), else one written from ``--config`` (default: the official sizes). A
+LiteText model (``SAM3LiteTextEncoder``) becomes a ``Sam3LiteTextModel``. Non-finite tensors are
+refused (``--allow-nonfinite``); nothing is written at the destination on any failure.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import shutil
+import sys
+import tempfile
+
+from mmsam3.utils.atomic_save import atomic_torch_save
+from mmsam3.utils.sam3_checkpoint import (CheckpointConversionError, export_hf, export_official,
+                                          format_report, nonfinite_tensors, read_source)
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+DEFAULT_CONFIG = osp.join(REPO, 'configs', '_base_', 'models', 'sam3_vit-l.py')
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('src', help='mmsam3 / mmengine checkpoint (.pth)')
+    parser.add_argument('dst', help='output: a .pt file (sam3) or a folder (hf)')
+    parser.add_argument('--dst-format', choices=('sam3', 'hf'), default='sam3')
+    parser.add_argument('--config', help='mmsam3 config of the model (sizes; default: the '
+                        'official SAM 3 ViT-L)')
+    parser.add_argument('--tracker-from', metavar='SAM3_PT',
+                        help='sam3 only: copy the tracker (and its neck) of this sam3.pt')
+    parser.add_argument('--allow-nonfinite', action='store_true',
+                        help='export a checkpoint holding NaN / Inf (listed)')
+    return parser.parse_args(argv)
+
+
+def _model_cfg(config):
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(config or DEFAULT_CONFIG)
+    return cfg.model.to_dict() if hasattr(cfg.model, 'to_dict') else dict(cfg.model)
+
+
+def _read_mmsam3(path):
+    import torch
+
+    from mmsam3.utils.checkpoint_integrity import checkpoint_read_error
+    from mmsam3.utils.compat import safe_torch_load
+
+    problem = checkpoint_read_error(path)
+    if problem is not None:
+        raise CheckpointConversionError(f'cannot read {path}: {problem}.')
+    try:
+        ckpt = safe_torch_load(path, map_location='cpu')
+    except Exception as exc:
+        raise CheckpointConversionError(f'cannot read {path}: {type(exc).__name__}: '
+                                        f'{str(exc).splitlines()[0][:200]}') from None
+    meta = ckpt.get('meta', {}) if isinstance(ckpt, dict) else {}
+    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise CheckpointConversionError(f'{path} holds no state dict of tensors.')
+    if not (any(k.startswith('backbone.blocks.') for k in state)
+            and any(k.startswith('decoder.') for k in state)):
+        heads = ', '.join(sorted({k.split('.')[0] for k in state})[:8])
+        raise CheckpointConversionError(
+            f'{path} is not an mmsam3 SAM3 checkpoint (keys start with {heads}); for Meta or '
+            'transformers files use sam3_to_mmsam3.py instead.')
+    return state, meta or {}
+
+
+def _write_hf_folder(dst, state, config):
+    from safetensors.torch import save_file
+
+    parent = osp.dirname(osp.abspath(dst))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f'.{osp.basename(osp.abspath(dst))}.', suffix='.tmp', dir=parent)
+    try:
+        save_file({k: v.contiguous() for k, v in state.items()},
+                  osp.join(tmp, 'model.safetensors'), metadata={'format': 'pt'})
+        with open(osp.join(tmp, 'config.json'), 'w') as f:
+            json.dump(config, f, indent=2)
+        if not osp.exists(dst):
+            os.rename(tmp, dst)
+            return
+        if not osp.isdir(dst):
+            raise CheckpointConversionError(f'{dst} exists and is not a folder')
+        for name in ('model.safetensors', 'config.json'):
+            os.replace(osp.join(tmp, name), osp.join(dst, name))
+    finally:
+        if osp.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        state, meta = _read_mmsam3(args.src)
+        bad = nonfinite_tensors(state)
+        if bad and not args.allow_nonfinite:
+            raise CheckpointConversionError(
+                f'{args.src} holds non-finite values in ' +
+                ', '.join(f'{k} ({n} values)' for k, n in bad[:5]) +
+                '; refusing to export it (--allow-nonfinite exports it anyway).')
+        for key, count in bad:
+            print(f'NON-FINITE {key}: {count} values')
+        if args.dst_format == 'sam3':
+            extra = None
+            if args.tracker_from:
+                original, _ = read_source(args.tracker_from)
+                extra = {k: v for k, v in original.items()
+                         if k.startswith('tracker.') or '.sam2_convs.' in k}
+            vit = _model_cfg(args.config)['backbone'] if args.config else None
+            out, report = export_official(state, vit_arch=vit, extra=extra)
+            if report['unknown']:
+                raise CheckpointConversionError(
+                    f'{len(report["unknown"])} entries of {args.src} have no place in Meta\'s '
+                    f'layout: {", ".join(report["unknown"][:5])}')
+            atomic_torch_save(dict(out), args.dst)
+            print(f'converted {report["converted"]} tensors; regenerated '
+                  f'{report["regenerated"]} RoPE tables; copied {report["copied"]} tracker '
+                  f'tensors\nsaved {args.dst} (Meta sam3.pt layout)')
+            return 0
+        out, report = export_hf(state)
+        if report['unknown']:
+            raise CheckpointConversionError(
+                f'{len(report["unknown"])} entries of {args.src} have no place in the transformers '
+                f'layout: {", ".join(report["unknown"][:5])}')
+        from mmsam3.utils.sam3_checkpoint_hf import hf_config_from_mmsam3
+        config = meta.get('hf_config') if not args.config else None
+        if config is None:
+            config = hf_config_from_mmsam3(_model_cfg(args.config))
+        print(format_report(report))
+        _write_hf_folder(args.dst, out, config)
+        print(f'saved {args.dst}/ (transformers {config.get("architectures", ["?"])[0]})')
+        return 0
+    except CheckpointConversionError as exc:
+        sys.exit(f'error: {exc}')
+
+
+if __name__ == '__main__':
+    sys.exit(main())
