@@ -67,9 +67,24 @@ $PIPC -q -r requirements/runtime.txt -r requirements/deploy.txt
 # mmdeploy pins protobuf<=3.20.2 which current onnx cannot use; its code runs with the newer one.
 $PIPC -q --no-deps -r requirements/mmdeploy.txt
 
+log "installing the browser demo's requirements (gradio, selenium)"
+$PIPC -q -r requirements/demo.txt
+
 if [ "${MMSAM3_NO_TESTS:-0}" != "1" ]; then
   log "installing test extras (incl. the official sam3 reference package)"
   $PIPC -q -r requirements/tests.txt
+  # The browser test of tools/gradio_demo.py drives Debian's headless chromium.
+  if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+      log "installing chromium and chromium-driver with apt (browser test)"
+      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        chromium chromium-driver >/dev/null) \
+        || log "apt could not install chromium: the browser test will skip, saying so"
+    else
+      log "chromium / chromedriver missing and apt-get not usable as this user: install them" \
+          "(apt-get install chromium chromium-driver) or the browser test will skip"
+    fi
+  fi
 fi
 
 log "installing mmsam3 in editable mode"

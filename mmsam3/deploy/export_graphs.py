@@ -5,20 +5,14 @@ from a :class:`TextFeatureCache`, never a new export), runs the vision graph onc
 of prompts on an image, and keeps each file under protobuf's 2 GB limit. The tokenizer, score
 threshold, top-k and mask resizing stay in Python (``SAM3Head.predict_by_feat``).
 
-=================  ===========================================  ==========================================
-graph              inputs                                       outputs
-=================  ===========================================  ==========================================
-``vision_tower``   ``image (1, 3, H, W)`` float, normalised     ``feat_s4 (1, C, 4H/14, 4W/14)``,
-                                                                ``feat_s8 (1, C, 2H/14, 2W/14)``,
-                                                                ``feat_s16 (1, C, H/14, W/14)``
-``text_tower``     ``token_ids (N, 32)`` int64                  ``text_feats (N, 32, C)`` float,
-                                                                ``text_mask (N, 32)`` bool (True = pad)
-``prompt_decoder`` the three ``feat_*``, ``text_feats``,        ``logits (1, N, Q, 1)``,
-                   ``text_mask``, ``boxes (N, K, 4)`` cxcywh    ``pred_boxes (1, N, Q, 4)`` cxcywh [0, 1],
-                   in [0, 1], ``box_labels (N, K)`` int64,      ``presence (1, N, 1)``,
-                   ``box_mask (N, K)`` bool (True = padding)    ``pred_masks (N, Q, 4H/14, 4W/14)``,
-                                                                ``semantic_seg (N, 1, 4H/14, 4W/14)``
-=================  ===========================================  ==========================================
+* ``vision_tower``: ``image (1, 3, H, W)`` float, normalised -> ``feat_s4 (1, C, 4H/14, 4W/14)``,
+  ``feat_s8 (1, C, 2H/14, 2W/14)``, ``feat_s16 (1, C, H/14, W/14)``.
+* ``text_tower``: ``token_ids (N, 32)`` int64 -> ``text_feats (N, 32, C)`` float,
+  ``text_mask (N, 32)`` bool (True = pad).
+* ``prompt_decoder``: the three ``feat_*``, ``text_feats``, ``text_mask``, ``boxes (N, K, 4)``
+  cxcywh in [0, 1], ``box_labels (N, K)`` int64, ``box_mask (N, K)`` bool (True = padding) ->
+  ``logits (1, N, Q, 1)``, ``pred_boxes (1, N, Q, 4)`` cxcywh in [0, 1], ``presence (1, N, 1)``,
+  ``pred_masks (N, Q, 4H/14, 4W/14)``, ``semantic_seg (N, 1, 4H/14, 4W/14)``.
 
 ``N`` (prompts) and ``K`` (exemplar boxes, >= 1: a prompt without boxes gets one padding box) are
 dynamic; the image size is fixed at export (static deploy configs). The decoder outputs are the
@@ -26,7 +20,7 @@ final decoder layer only, with a leading layer axis of 1, so they are exactly th
 ``SAM3Head.predict_by_feat`` takes. One decoder call serves the prompts of one image.
 """
 from dataclasses import dataclass, field
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -99,6 +93,14 @@ class GraphSpec:
     input_names: List[str]
     output_names: List[str]
     dynamic_axes: Dict[str, Dict[int, str]] = field(default_factory=dict)
+    example_outputs: Optional[Tuple[Tensor, ...]] = None  # when already computed
+
+    def outputs(self) -> Tuple[Tensor, ...]:
+        """The module's outputs on the example inputs."""
+        if self.example_outputs is None:
+            with torch.no_grad():
+                self.example_outputs = tuple(self.module(*self.example_inputs))
+        return self.example_outputs
 
 
 def _with_masks(model) -> bool:
@@ -141,7 +143,8 @@ def graph_specs(model: nn.Module, input_hw: Sequence[int], context_length: int =
                          prompts) for o in dec_outputs})
     return {
         'vision_tower':
-        GraphSpec('vision_tower', vision, (image, ), ['image'], list(FEAT_NAMES)),
+        GraphSpec('vision_tower', vision, (image, ), ['image'], list(FEAT_NAMES),
+                  example_outputs=tuple(feats)),
         'text_tower':
         GraphSpec('text_tower', TextTowerGraph(model).eval(), (token_ids, ), ['token_ids'],
                   ['text_feats', 'text_mask'],

@@ -75,20 +75,36 @@ def patch_official_for_cpu():
     _PATCHED = True
 
 
-# Architecture sizes for the official classes. `full` is what `build_sam3_image_model` builds;
-# `tiny` keeps every mechanism (window + global blocks with RoPE interpolation, tiled pos-emb,
-# DAC, boxRPB, presence token, all heads) at widths that run in seconds on a CPU.
-OFFICIAL_SIZES = dict(
-    full=dict(img_size=1008, pretrain_img_size=336, vit_dim=1024, vit_depth=32, vit_heads=16,
-              mlp_ratio=4.625, window_size=24, global_att_blocks=(7, 15, 23, 31),
-              text_width=1024, text_heads=16, text_layers=24, d_model=256, heads=8,
-              ffn_dim=2048, enc_layers=6, dec_layers=6, geo_layers=3, num_queries=200,
-              scoring_hidden=2048),
-    tiny=dict(img_size=168, pretrain_img_size=84, vit_dim=64, vit_depth=4, vit_heads=4,
-              mlp_ratio=4.625, window_size=6, global_att_blocks=(1, 3), text_width=64,
-              text_heads=4, text_layers=2, d_model=64, heads=8, ffn_dim=128, enc_layers=2,
-              dec_layers=2, geo_layers=2, num_queries=20, scoring_hidden=128),
-)
+# The model configs the official sizes are read from (one source for the widths).
+MODEL_CONFIGS = dict(full=osp.join(_REPO, 'configs', '_base_', 'models', 'sam3_vit-l.py'),
+                     tiny=osp.join(_REPO, 'configs', '_base_', 'models', 'sam3_tiny.py'))
+
+
+def official_sizes(size: str = 'tiny') -> dict:
+    """Architecture sizes for the official classes, read from our model config of ``size``.
+
+    ``full`` is what the official ``build_sam3_image_model`` builds; ``tiny`` keeps every
+    mechanism (window + global blocks with RoPE interpolation, tiled position embedding, DAC,
+    boxRPB, presence token, all heads) at widths that run in seconds on a CPU.
+    """
+    from mmengine.config import Config
+
+    if size not in MODEL_CONFIGS:
+        raise ValueError(f'unknown size {size!r}; choose from {sorted(MODEL_CONFIGS)}')
+    m = Config.fromfile(MODEL_CONFIGS[size]).model
+    vit, dec = m.backbone, m.decoder
+    return dict(
+        img_size=vit.img_size, pretrain_img_size=vit.pretrain_img_size, vit_dim=vit.embed_dims,
+        vit_depth=vit.depth, vit_heads=vit.num_heads, mlp_ratio=vit.mlp_ratio,
+        window_size=vit.window_size, global_att_blocks=tuple(vit.global_att_blocks),
+        text_width=m.text_encoder.width, text_heads=m.text_encoder.heads,
+        text_layers=m.text_encoder.layers, d_model=dec.embed_dims, dec_heads=dec.num_heads,
+        dec_ffn_dim=dec.dim_feedforward, dec_layers=dec.num_layers, num_queries=dec.num_queries,
+        enc_heads=m.encoder.num_heads, enc_ffn_dim=m.encoder.dim_feedforward,
+        enc_layers=m.encoder.num_layers, geo_heads=m.geometry_encoder.num_heads,
+        geo_ffn_dim=m.geometry_encoder.dim_feedforward, geo_layers=m.geometry_encoder.num_layers,
+        mask_heads=m.bbox_head.mask_head.num_heads,
+        scoring_hidden=m.bbox_head.scoring_head.mlp_hidden_dim)
 
 
 def build_official_image_model(size='tiny', seed=0, bpe_path=None, eval_mode=True,
@@ -96,7 +112,8 @@ def build_official_image_model(size='tiny', seed=0, bpe_path=None, eval_mode=Tru
     """Build Meta's ``Sam3Image`` with random weights drawn from ``seed``.
 
     ``full`` goes through the official ``build_sam3_image_model``; ``tiny`` composes the same
-    official classes with the flags that builder uses and the widths of ``OFFICIAL_SIZES['tiny']``.
+    official classes with the flags that builder uses and the widths of
+    ``official_sizes('tiny')`` (our tiny config).
     """
     patch_official_for_cpu()
     from sam3 import model_builder as mb
@@ -122,9 +139,7 @@ def build_official_image_model(size='tiny', seed=0, bpe_path=None, eval_mode=Tru
             load_from_HF=False, enable_segmentation=enable_segmentation)
         _init_uninitialised_text_params(model, seed)
         return model
-    if size not in OFFICIAL_SIZES:
-        raise ValueError(f'unknown size {size!r}; choose from {sorted(OFFICIAL_SIZES)}')
-    s = OFFICIAL_SIZES[size]
+    s = official_sizes(size)
     d = s['d_model']
 
     def pos_enc(precompute=None):
@@ -145,21 +160,23 @@ def build_official_image_model(size='tiny', seed=0, bpe_path=None, eval_mode=Tru
                          width=s['text_width'], heads=s['text_heads'], layers=s['text_layers'])
     backbone = SAM3VLBackbone(visual=neck, text=text, scalp=1)
 
-    def mha(dropout=0.1, batch_first=False):
-        return MHA(num_heads=s['heads'], dropout=dropout, embed_dim=d, batch_first=batch_first)
+    def mha(num_heads, dropout=0.1, batch_first=False):
+        return MHA(num_heads=num_heads, dropout=dropout, embed_dim=d, batch_first=batch_first)
 
     enc_layer = TransformerEncoderLayer(
-        activation='relu', d_model=d, dim_feedforward=s['ffn_dim'], dropout=0.1,
+        activation='relu', d_model=d, dim_feedforward=s['enc_ffn_dim'], dropout=0.1,
         pos_enc_at_attn=True, pos_enc_at_cross_attn_keys=False,
         pos_enc_at_cross_attn_queries=False, pre_norm=True,
-        self_attention=mha(batch_first=True), cross_attention=mha(batch_first=True))
+        self_attention=mha(s['enc_heads'], batch_first=True),
+        cross_attention=mha(s['enc_heads'], batch_first=True))
     encoder = TransformerEncoderFusion(
         layer=enc_layer, num_layers=s['enc_layers'], d_model=d, num_feature_levels=1,
         frozen=False, use_act_checkpoint=True, add_pooled_text_to_img_feat=False,
         pool_text_with_mask=True)
     dec_layer = TransformerDecoderLayer(
-        activation='relu', d_model=d, dim_feedforward=s['ffn_dim'], dropout=0.1,
-        cross_attention=mha(), n_heads=s['heads'], use_text_cross_attention=True)
+        activation='relu', d_model=d, dim_feedforward=s['dec_ffn_dim'], dropout=0.1,
+        cross_attention=mha(s['dec_heads']), n_heads=s['dec_heads'],
+        use_text_cross_attention=True)
     decoder = TransformerDecoder(
         layer=dec_layer, num_layers=s['dec_layers'], num_queries=s['num_queries'],
         return_intermediate=True, box_refine=True, num_o2m_queries=0, dac=True, boxRPB='log',
@@ -174,14 +191,15 @@ def build_official_image_model(size='tiny', seed=0, bpe_path=None, eval_mode=Tru
     if enable_segmentation:
         seg_head = UniversalSegmentationHead(
             hidden_dim=d, upsampling_stages=3, aux_masks=False, presence_head=False,
-            dot_product_scorer=None, act_ckpt=True, cross_attend_prompt=mha(dropout=0),
+            dot_product_scorer=None, act_ckpt=True,
+            cross_attend_prompt=mha(s['mask_heads'], dropout=0),
             pixel_decoder=PixelDecoder(num_upsampling_stages=3, interpolation_mode='nearest',
                                        hidden_dim=d, compile_mode=None))
     geo_layer = TransformerEncoderLayer(
-        activation='relu', d_model=d, dim_feedforward=s['ffn_dim'], dropout=0.1,
-        pos_enc_at_attn=False, pre_norm=True, self_attention=mha(),
+        activation='relu', d_model=d, dim_feedforward=s['geo_ffn_dim'], dropout=0.1,
+        pos_enc_at_attn=False, pre_norm=True, self_attention=mha(s['geo_heads']),
         pos_enc_at_cross_attn_queries=False, pos_enc_at_cross_attn_keys=True,
-        cross_attention=mha())
+        cross_attention=mha(s['geo_heads']))
     geometry = SequenceGeometryEncoder(
         pos_enc=pos_enc(), encode_boxes_as_points=False, points_direct_project=True,
         points_pool=True, points_pos_enc=True, boxes_direct_project=True, boxes_pool=True,

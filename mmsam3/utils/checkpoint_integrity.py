@@ -20,8 +20,8 @@ from mmengine.logging import print_log
 from .atomic_save import is_atomic_temporary
 
 __all__ = [
-    'checkpoint_read_error', 'readable_checkpoints_newest_first',
-    'find_latest_readable_checkpoint', 'check_resume_checkpoint'
+    'checkpoint_read_error', 'readable_checkpoints_newest_first', 'find_latest_readable_checkpoint',
+    'check_resume_checkpoint'
 ]
 
 _STEP = re.compile(r'_(\d+)\.pth$')
@@ -116,7 +116,8 @@ def readable_checkpoints_newest_first(folders, exclude=(), warn=True):
         if problem is None:
             yield path
         elif warn:
-            print_log(f'Skipping checkpoint {path}: {problem}.', logger='current',
+            print_log(f'Skipping checkpoint {path}: {problem}.',
+                      logger='current',
                       level=logging.WARNING)
 
 
@@ -146,14 +147,17 @@ def find_latest_readable_checkpoint(work_dir, named=None):
     if problem is None:
         return named
     pointer = _pointer_file(work_dir)
-    print_log(f'Cannot resume from {named or "(empty name)"}, named by {pointer}: {problem}. '
-              'Looking for the newest readable checkpoint instead.', logger='current',
-              level=logging.WARNING)
+    print_log(
+        f'Cannot resume from {named or "(empty name)"}, named by {pointer}: {problem}. '
+        'Looking for the newest readable checkpoint instead.',
+        logger='current',
+        level=logging.WARNING)
     folders = [work_dir]
     if named and osp.dirname(named) and osp.realpath(osp.dirname(named)) != osp.realpath(work_dir):
         folders.insert(0, osp.dirname(named))
     for path in readable_checkpoints_newest_first(folders, exclude=[named]):
-        print_log(f'Resuming from {path} instead of the unreadable {named}.', logger='current',
+        print_log(f'Resuming from {path} instead of the unreadable {named}.',
+                  logger='current',
                   level=logging.WARNING)
         return path
     raise RuntimeError(
@@ -179,6 +183,6 @@ def check_resume_checkpoint(path, work_dir=None):
     folders = [osp.dirname(path) or '.'] + ([work_dir] if work_dir else [])
     good = next(readable_checkpoints_newest_first(folders, exclude=[path], warn=False), None)
     hint = (f' The newest readable checkpoint next to it or in the work dir is {good}: pass '
-            f'--resume {good}.' if good else
-            ' No other readable checkpoint was found next to it or in the work dir.')
+            f'--resume {good}.'
+            if good else ' No other readable checkpoint was found next to it or in the work dir.')
     raise RuntimeError(f'Cannot resume from {path}: {problem}.{hint}')

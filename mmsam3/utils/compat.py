@@ -106,9 +106,8 @@ def _empty_bytes(*args):
 
 
 def _register_safe_globals():
-    torch.serialization.add_safe_globals(
-        _mmengine_checkpoint_globals() + [(_history_buffer_getattr, 'builtins.getattr'),
-                                          (_empty_bytes, 'builtins.bytes')])
+    stand_ins = [(_history_buffer_getattr, 'builtins.getattr'), (_empty_bytes, 'builtins.bytes')]
+    torch.serialization.add_safe_globals(_mmengine_checkpoint_globals() + stand_ins)
 
 
 def _normpath(path):
@@ -270,7 +269,9 @@ def _save_checkpoint_atomically(checkpoint, filename, file_client_args=None, bac
 
     original = _ORIGINALS['save_checkpoint']
     if file_client_args is not None or str(filename).startswith('pavi://'):
-        return original(checkpoint, filename, file_client_args=file_client_args,
+        return original(checkpoint,
+                        filename,
+                        file_client_args=file_client_args,
                         backend_args=backend_args)
     if not isinstance(get_file_backend(filename, backend_args=backend_args), LocalBackend):
         return original(checkpoint, filename, backend_args=backend_args)

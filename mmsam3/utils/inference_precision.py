@@ -12,6 +12,7 @@ see fp32. See the README's precision section for the measured drift behind the c
 The switch in a config is ``model.test_cfg.dtype`` (read by :func:`inference_dtype_from_cfg`).
 """
 import contextlib
+import warnings
 from typing import Iterable, Optional, Union
 
 import torch
@@ -70,6 +71,15 @@ def _device_of(module: nn.Module) -> torch.device:
     return torch.device('cpu')
 
 
+def _cpu_has_native(dtype: torch.dtype) -> bool:
+    try:
+        if dtype == torch.bfloat16:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        return bool(torch.ops.mkldnn._is_mkldnn_fp16_supported())
+    except (AttributeError, RuntimeError):  # a build without oneDNN: let it run, no claim
+        return True
+
+
 def _to_fp32(x):
     if torch.is_tensor(x):
         return x.float() if x.is_floating_point() else x
@@ -123,6 +133,11 @@ def set_inference_dtype(model: nn.Module,
         :func:`autocast_context` itself, and the fp32 modules and head hooks act there too.
     """
     dtype = resolve_dtype(dtype)
+    if dtype != torch.float32 and _device_of(model).type == 'cpu' and \
+            not _cpu_has_native(dtype):
+        warnings.warn(f'{dtype} inference on a CPU without native {dtype} matrix multiply '
+                      f'(capability {torch.backends.cpu.get_cpu_capability()}; needs AVX512-BF16 '
+                      'or AMX): it runs through fallback kernels, many times slower than fp32')
     for handle in getattr(model, _HANDLES, []):
         handle.remove()
     handles = []

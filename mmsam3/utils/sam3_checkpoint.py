@@ -343,7 +343,8 @@ def export_official(state, vit_arch=None, extra=None):
         state (dict): mmsam3 ``SAM3`` state dict.
         vit_arch (dict | None): ``SAM3ViT`` sizes for the RoPE tables (``embed_dims``,
             ``num_heads``, ``img_size``, ``patch_size``, ``window_size``, ``global_att_blocks``);
-            default: the official ViT-L at 1008. ``depth`` is counted from ``state``.
+            default: the official ViT-L at 1008. ``depth`` and the width are read from
+            ``state``.
         extra (dict | None): entries copied unchanged (e.g. ``tracker.*`` and ``sam2_convs`` of the
             original ``sam3.pt``, so Meta's video predictor gets a complete file).
 

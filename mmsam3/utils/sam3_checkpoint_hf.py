@@ -190,14 +190,14 @@ class _Rules:
 _RULES = {False: _Rules(_VIT + _CLIP_TEXT + _DETECTOR), True: _Rules(_VIT + _LITE_TEXT + _DETECTOR)}
 
 
-def hf_to_mmsam3(state, lite_text=False, d_model=None):
+def hf_to_mmsam3(state, lite_text=False, embed_dims=None):
     """transformers ``Sam3Model`` (``lite_text``: ``Sam3LiteTextModel``) state dict -> mmsam3.
 
     Args:
         state (dict): the safetensors content; a ``detector_model.`` prefix (video checkpoints)
             is removed, the tracker entries are dropped.
         lite_text (bool): the text encoder is LiteText's (:class:`SAM3LiteTextEncoder`).
-        d_model (int | None): width of the point projections that are filled in (default: read
+        embed_dims (int | None): width of the point projections that are filled in (default: read
             from ``geometry_encoder.final_proj.weight``).
 
     Returns:
@@ -241,7 +241,7 @@ def hf_to_mmsam3(state, lite_text=False, d_model=None):
         if not any(k.startswith(level + '.dconv_2x2_1.') for k in out):
             out[key.replace('.dconv_2x2_0.', '.dconv_2x2.')] = out.pop(key)
     if out and not unknown:
-        width = d_model or out['geometry_encoder.final_proj.weight'].shape[0]
+        width = embed_dims or out['geometry_encoder.final_proj.weight'].shape[0]
         ref = out['geometry_encoder.final_proj.weight']
         for name, shape in (('points_direct_project', (width, 2)),
                             ('points_pool_project', (width, width)),
@@ -298,6 +298,7 @@ def hf_config_from_mmsam3(model_cfg):
     from SAM 3 (ViT LayerNorm epsilon 1e-6, CLIP's quick GELU) are written as SAM 3 has them.
     """
     bb, neck, te = model_cfg['backbone'], model_cfg['neck'], model_cfg['text_encoder']
+    vit_dims = bb.get('embed_dims', bb.get('embed_dim'))
     d = neck['out_channels']
     geo, enc, dec = model_cfg['geometry_encoder'], model_cfg['encoder'], model_cfg['decoder']
     grid = bb['img_size'] // bb.get('patch_size', 14)
@@ -315,9 +316,9 @@ def hf_config_from_mmsam3(model_cfg):
             pretrain_image_size=bb.get('pretrain_img_size', 336),
             layer_norm_eps=bb.get('norm_eps', 1e-5)))
     if te['type'] == 'SAM3LiteTextEncoder':
-        text = dict(model_type='sam3_lite_text_text_model', hidden_size=te['embed_dims'],
+        text = dict(model_type='sam3_lite_text_text_model', hidden_size=te['width'],
                     intermediate_size=te['hidden_dims'], projection_dim=te['projection_dims'],
-                    num_hidden_layers=te['num_layers'], num_attention_heads=te['num_heads'],
+                    num_hidden_layers=te['layers'], num_attention_heads=te['heads'],
                     max_position_embeddings=te['max_position_embeddings'],
                     use_repmixer_blocks=te.get('use_repmixer_blocks', True),
                     repmixer_kernel_size=te.get('repmixer_kernel_size', 11))

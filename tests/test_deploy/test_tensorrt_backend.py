@@ -4,6 +4,7 @@ and the static op audit), and engines built and run where TensorRT and a CUDA de
 TensorRT cannot be had on this project's machines (it needs a CUDA device to parse or build;
 the lent GPU machine reaches no package registry), so the engine tests skip with that reason.
 """
+import os
 import os.path as osp
 
 import pytest
@@ -93,3 +94,33 @@ def test_engine_profile_limits_are_enforced(trt_graphs, tiny_deployment):
     with pytest.raises(ValueError, match='at most 4'):
         trt_model.graphs['text_tower'](token_ids=ids)
 
+
+
+def test_build_script_gives_trtexec_the_profiles_and_fp32_layers(trt_graphs, tmp_path):
+    """tools/deployment/build_trt_engines.sh with a recording stand-in for trtexec (the real
+    one needs TensorRT and a GPU): the arguments it would build the engines with."""
+    import subprocess
+    calls = tmp_path / 'calls.txt'
+    fake = tmp_path / 'trtexec'
+    fake.write_text('#!/usr/bin/env bash\n'
+                    f'echo "$@" >> "{calls}"\n'
+                    'for a in "$@"; do case "$a" in --saveEngine=*) : > "${a#--saveEngine=}";; '
+                    'esac; done\n'
+                    'echo "[I] GPU Compute Time: min = 1.0 ms"\n')
+    fake.chmod(0o755)
+    script = osp.join(REPO, 'tools', 'deployment', 'build_trt_engines.sh')
+    proc = subprocess.run(['bash', script, trt_graphs, '--fp16'], capture_output=True, text=True,
+                          env=dict(os.environ, TRTEXEC=str(fake)), timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = calls.read_text().splitlines()
+    assert len(lines) == 3
+    vision, text, decoder = lines
+    assert f'--minShapes=image:1x3x{SIZE}x{SIZE}' in vision and '--fp16' in vision
+    assert '--precisionConstraints=obey' in vision
+    layers = [a for a in vision.split() if a.startswith('--layerPrecisions=')][0]
+    assert 'LayerNormalization:fp32' in layers and 'Softmax:fp32' in layers
+    assert '--maxShapes=token_ids:4x32' in text
+    assert 'boxes:4x4x4' in decoder and 'feat_s16:1x64x12x12' in decoder
+    for name in GRAPH_NAMES:
+        assert osp.isfile(osp.join(trt_graphs, f'{name}.engine'))
+        os.remove(osp.join(trt_graphs, f'{name}.engine'))  # not real engines

@@ -39,10 +39,11 @@ def test_tiny_official_model_builds_and_runs_on_cpu(bpe_path):
     from mmsam3.testing import official_sam3
 
     model = official_sam3.build_official_image_model('tiny', seed=0, bpe_path=bpe_path)
-    size = official_sam3.OFFICIAL_SIZES['tiny']['img_size']
+    sizes = official_sam3.official_sizes('tiny')
+    size = sizes['img_size']
     out = official_sam3.run_official(model, torch.zeros(1, 3, size, size), 'red apple',
                                      boxes=torch.tensor([[0.5, 0.5, 0.2, 0.2]]))
-    num_queries = official_sam3.OFFICIAL_SIZES['tiny']['num_queries']
+    num_queries = sizes['num_queries']
     assert out['pred_logits'].shape == (1, num_queries, 1)
     assert out['pred_boxes'].shape == (1, num_queries, 4)
     assert torch.isfinite(out['pred_logits']).all()

@@ -62,8 +62,7 @@ def _env():
 
 
 def _run(cmd, cwd, timeout=600):
-    proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout)
     return proc.returncode, proc.stdout + proc.stderr
 
 
@@ -71,7 +70,10 @@ def _start(cmd, cwd, log, env=None):
     """Start ``cmd`` with stdout+stderr into the file ``log``."""
     out = open(log, 'w')
     try:
-        return subprocess.Popen(cmd, cwd=cwd, env=dict(_env(), **(env or {})), stdout=out,
+        return subprocess.Popen(cmd,
+                                cwd=cwd,
+                                env=dict(_env(), **(env or {})),
+                                stdout=out,
                                 stderr=subprocess.STDOUT)
     finally:
         out.close()
@@ -103,7 +105,9 @@ def _kill_mid_save(cmd, cwd, tmp_path, target):
     launcher.write_text(_STALLING_LAUNCHER)
     marker = str(tmp_path / f'writing_{target}.txt')
     log = str(tmp_path / f'killed_saving_{target}.log')
-    proc = _start([sys.executable, str(launcher), TRAIN_PY] + cmd, cwd, log,
+    proc = _start([sys.executable, str(launcher), TRAIN_PY] + cmd,
+                  cwd,
+                  log,
                   env=dict(STALL_SAVE_OF=target, STALL_MARKER=marker))
     _sigkill_when(proc, lambda: osp.exists(marker), log)
     with open(marker) as f:
@@ -149,12 +153,13 @@ def _train_in_process(argv, monkeypatch):
     train.main(argv)
 
 
-def test_kill_mid_save_and_truncated_checkpoint_then_resume(tiny_coco, tmp_path, monkeypatch):
+def test_killed_mid_save_then_truncated_resume(tiny_coco, tmp_path, monkeypatch):  # noqa: F811
     """tiny RetinaNet (fast): killed writing iter_4.pth; iter_3.pth (named by last_checkpoint)
     then truncated; ``--resume`` warns, falls back to iter_2.pth and ends like a straight run."""
     options = ['--cfg-options'] + _data_options(tiny_coco) + NO_VAL + [
         'train_cfg.max_iters=6', 'default_hooks.checkpoint.interval=1',
-        'default_hooks.checkpoint.max_keep_ckpts=2', 'param_scheduler.0.end=8']
+        'default_hooks.checkpoint.max_keep_ckpts=2', 'param_scheduler.0.end=8'
+    ]
     straight, work_dir = str(tmp_path / 'straight'), str(tmp_path / 'killed')
     _train_in_process([TINY_CFG, '--work-dir', straight] + options, monkeypatch)
     assert _iter_and_lr(osp.join(straight, 'iter_6.pth'))[0] == 6
@@ -190,7 +195,8 @@ def test_sam3_shapes_killed_in_training_and_mid_save_resumes_to_the_same_end(
     # max_keep_ckpts=1: without deferred pruning, iter_2.pth would be gone before iter_4.pth
     # is written.
     options = ['--cfg-options'] + _shapes_options(shapes, bpe_path, 6, interval=2) + NO_VAL + [
-        'default_hooks.checkpoint.max_keep_ckpts=1', 'param_scheduler.0.end=8']
+        'default_hooks.checkpoint.max_keep_ckpts=1', 'param_scheduler.0.end=8'
+    ]
     straight, work_dir = str(tmp_path / 'straight'), str(tmp_path / 'killed')
     rc, out = _run([sys.executable, TRAIN_PY, SHAPES_CONFIG, '--work-dir', straight] + options,
                    cwd=str(tmp_path))

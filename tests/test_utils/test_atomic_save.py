@@ -12,9 +12,8 @@ import torch
 from mmsam3.utils import atomic_open, atomic_torch_save, safe_torch_load
 from mmsam3.utils.atomic_save import is_atomic_temporary
 
-ATOMIC_SAVE_PY = osp.join(
-    osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'mmsam3', 'utils',
-    'atomic_save.py')
+ATOMIC_SAVE_PY = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'mmsam3',
+                          'utils', 'atomic_save.py')
 
 
 def _leftovers(folder):
@@ -102,7 +101,8 @@ def test_sigkill_during_the_write_keeps_the_previous_checkpoint(tmp_path):
     torch.save({'iter': 4, 'w': torch.randn(200000)}, new)
     # atomic_save.py needs only torch: load it by path, not through the (slow) mmsam3 import.
     proc = subprocess.Popen([sys.executable, '-c', _KILLED_WRITER, ATOMIC_SAVE_PY, path, new],
-                            stdout=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE,
+                            text=True)
     try:
         tmp_name = proc.stdout.readline().strip()
         assert tmp_name, 'the writer died before writing'

@@ -84,22 +84,30 @@ class _Regression(BaseModel):
 
 def _runner(work_dir, max_iters, resume=False, load_from=None):
     from mmengine.runner import Runner
-    return Runner(
-        model=_Regression(),
-        work_dir=str(work_dir),
-        experiment_name=f'integrity_{uuid.uuid4().hex[:8]}',
-        train_dataloader=dict(dataset=_Data(), sampler=dict(type='DefaultSampler', shuffle=False),
-                              batch_size=2, num_workers=0, collate_fn=dict(type='pseudo_collate')),
-        train_cfg=dict(by_epoch=False, max_iters=max_iters),
-        optim_wrapper=dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=0.1)),
-        param_scheduler=dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=6),
-        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=1, by_epoch=False,
-                                           max_keep_ckpts=3),
-                           logger=dict(type='LoggerHook', interval=100)),
-        resume=resume,
-        load_from=load_from,
-        default_scope='mmdet',
-        log_level='WARNING')
+    return Runner(model=_Regression(),
+                  work_dir=str(work_dir),
+                  experiment_name=f'integrity_{uuid.uuid4().hex[:8]}',
+                  train_dataloader=dict(dataset=_Data(),
+                                        sampler=dict(type='DefaultSampler', shuffle=False),
+                                        batch_size=2,
+                                        num_workers=0,
+                                        collate_fn=dict(type='pseudo_collate')),
+                  train_cfg=dict(by_epoch=False, max_iters=max_iters),
+                  optim_wrapper=dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=0.1)),
+                  param_scheduler=dict(type='LinearLR',
+                                       start_factor=0.1,
+                                       by_epoch=False,
+                                       begin=0,
+                                       end=6),
+                  default_hooks=dict(checkpoint=dict(type='CheckpointHook',
+                                                     interval=1,
+                                                     by_epoch=False,
+                                                     max_keep_ckpts=3),
+                                     logger=dict(type='LoggerHook', interval=100)),
+                  resume=resume,
+                  load_from=load_from,
+                  default_scope='mmdet',
+                  log_level='WARNING')
 
 
 @pytest.fixture
@@ -143,8 +151,9 @@ def test_truncated_named_checkpoint_falls_back_to_the_previous_one(trained):
     runner, warnings = _resume(trained, max_iters=5)
     assert runner.iter == 2  # resumed from iter_2.pth
     assert any(bad in w and 'truncated' in w for w in warnings), warnings
-    assert any(w.startswith('Resuming from ' + osp.join(str(trained), 'iter_2.pth'))
-               for w in warnings), warnings
+    assert any(
+        w.startswith('Resuming from ' + osp.join(str(trained), 'iter_2.pth'))
+        for w in warnings), warnings
     # The resumed run then writes a complete iter_3.pth over the damaged one.
     runner.train()
     assert safe_torch_load(bad)['meta']['iter'] == 3
@@ -163,7 +172,8 @@ def test_fallback_skips_every_unreadable_candidate(trained):
 def test_no_readable_checkpoint_is_a_clear_error(trained):
     for it in (1, 2, 3):
         _truncate(osp.join(str(trained), f'iter_{it}.pth'))
-    with pytest.raises(RuntimeError, match='no other checkpoint .* can be read.*start training '
+    with pytest.raises(RuntimeError,
+                       match='no other checkpoint .* can be read.*start training '
                        'afresh'):
         _resume(trained, max_iters=5)
 
@@ -184,7 +194,8 @@ def test_explicit_unreadable_resume_path_is_refused_naming_a_good_one(trained):
     bad = osp.join(str(trained), 'iter_3.pth')
     _truncate(bad)
     good = osp.join(str(trained), 'iter_2.pth')
-    with pytest.raises(RuntimeError, match=f'Cannot resume from {bad}: it is truncated.*'
+    with pytest.raises(RuntimeError,
+                       match=f'Cannot resume from {bad}: it is truncated.*'
                        f'--resume {good}'):
         _resume(trained, max_iters=5, load_from=bad)
     runner, _ = _resume(trained, max_iters=5, load_from=good)

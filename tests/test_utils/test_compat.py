@@ -23,12 +23,26 @@ from mmsam3.utils.atomic_save import is_atomic_temporary
 
 def test_empty_array_and_empty_history_buffer_load(tmp_path):
     # A message-hub state holding a scalar that never got a value (the layout Runner saves).
-    hub_state = dict(log_scalars={'train/loss': HistoryBuffer()}, runtime_info={'iter': 0},
-                     resumed_keys={'train/loss': True, 'iter': True})
+    hub_state = dict(log_scalars={'train/loss': HistoryBuffer()},
+                     runtime_info={'iter': 0},
+                     resumed_keys={
+                         'train/loss': True,
+                         'iter': True
+                     })
     path = str(tmp_path / 'empty.pth')
-    torch.save({'state_dict': {'w': torch.ones(2)}, 'message_hub': hub_state,
-                'meta': {'empty': np.array([]), 'empty_int': np.zeros((0, 3), np.int64),
-                         'buffer': HistoryBuffer(), 'raw': b''}}, path)
+    torch.save(
+        {
+            'state_dict': {
+                'w': torch.ones(2)
+            },
+            'message_hub': hub_state,
+            'meta': {
+                'empty': np.array([]),
+                'empty_int': np.zeros((0, 3), np.int64),
+                'buffer': HistoryBuffer(),
+                'raw': b''
+            }
+        }, path)
     ckpt = _load_checkpoint(path, map_location='cpu')  # through mmengine's loader
     assert ckpt['meta']['empty'].shape == (0, ) and ckpt['meta']['empty'].dtype == np.float64
     assert ckpt['meta']['empty_int'].shape == (0, 3)
@@ -66,8 +80,12 @@ def test_bytes_with_an_argument_is_refused(tmp_path):
 def test_a_pickle_calling_anything_else_is_refused(tmp_path):
     marker = tmp_path / 'code_ran'
     path = str(tmp_path / 'hostile.pth')
-    torch.save({'meta': {'empty': np.array([])},
-                'x': _CallsWithArgs(os.system, f'touch {marker}')}, path)
+    torch.save({
+        'meta': {
+            'empty': np.array([])
+        },
+        'x': _CallsWithArgs(os.system, f'touch {marker}')
+    }, path)
     with pytest.raises(UntrustedCheckpointError, match='system') as err:
         _load_checkpoint(path, map_location='cpu')
     assert isinstance(err.value, pickle.UnpicklingError)
@@ -130,20 +148,24 @@ def _runner(work_dir, max_iters, hooks=(), max_keep_ckpts=1):
             if checkpoint['meta']['iter'] == self.at_iter:
                 raise OSError(28, 'disk full while saving')
 
-    return Runner(
-        model=_Regression(),
-        work_dir=str(work_dir),
-        experiment_name=f'compat_{uuid.uuid4().hex[:8]}',
-        train_dataloader=dict(dataset=_Data(), sampler=dict(type='DefaultSampler', shuffle=False),
-                              batch_size=2, num_workers=0, collate_fn=dict(type='pseudo_collate')),
-        train_cfg=dict(by_epoch=False, max_iters=max_iters),
-        optim_wrapper=dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=0.1)),
-        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=1, by_epoch=False,
-                                           max_keep_ckpts=max_keep_ckpts),
-                           logger=dict(type='LoggerHook', interval=100)),
-        custom_hooks=[FailSaveAt(at) for at in hooks],
-        default_scope='mmdet',
-        log_level='WARNING')
+    return Runner(model=_Regression(),
+                  work_dir=str(work_dir),
+                  experiment_name=f'compat_{uuid.uuid4().hex[:8]}',
+                  train_dataloader=dict(dataset=_Data(),
+                                        sampler=dict(type='DefaultSampler', shuffle=False),
+                                        batch_size=2,
+                                        num_workers=0,
+                                        collate_fn=dict(type='pseudo_collate')),
+                  train_cfg=dict(by_epoch=False, max_iters=max_iters),
+                  optim_wrapper=dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=0.1)),
+                  default_hooks=dict(checkpoint=dict(type='CheckpointHook',
+                                                     interval=1,
+                                                     by_epoch=False,
+                                                     max_keep_ckpts=max_keep_ckpts),
+                                     logger=dict(type='LoggerHook', interval=100)),
+                  custom_hooks=[FailSaveAt(at) for at in hooks],
+                  default_scope='mmdet',
+                  log_level='WARNING')
 
 
 def test_checkpoint_hook_keeps_the_old_checkpoint_until_the_new_one_is_written(tmp_path):
@@ -174,11 +196,12 @@ def test_checkpoint_hook_still_prunes_and_replaces_the_pointer(tmp_path):
 
     runner.save_checkpoint = save_and_keep_the_pointer
     runner.train()
-    assert sorted(n for n in os.listdir(tmp_path) if n.endswith('.pth')) == [
-        'iter_2.pth', 'iter_3.pth']
+    assert sorted(n for n in os.listdir(tmp_path)
+                  if n.endswith('.pth')) == ['iter_2.pth', 'iter_3.pth']
     assert pointer.read_text() == osp.join(str(tmp_path), 'iter_3.pth')
     # The hook replaced the pointer with a new file each time; writing it in place would have
     # changed these linked copies too (and a reader could see a half-written name).
-    assert [p.read_text() for p in old_pointers] == [
-        osp.join(str(tmp_path), 'iter_1.pth'), osp.join(str(tmp_path), 'iter_2.pth')]
+    assert [p.read_text() for p in old_pointers
+            ] == [osp.join(str(tmp_path), 'iter_1.pth'),
+                  osp.join(str(tmp_path), 'iter_2.pth')]
     assert not [n for n in os.listdir(tmp_path) if is_atomic_temporary(n)]

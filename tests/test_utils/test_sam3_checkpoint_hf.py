@@ -8,7 +8,6 @@ CLIP BPE file, whose ids must equal :class:`SAM3Tokenizer`'s.
 """
 import gzip
 import os.path as osp
-import subprocess
 import sys
 
 import pytest
@@ -19,8 +18,8 @@ from mmsam3.testing.random_weights import randomize_parameters
 transformers = pytest.importorskip('transformers')
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-TO_MM = osp.join(REPO, 'tools', 'model_converters', 'sam3_to_mmsam3.py')
-TO_META = osp.join(REPO, 'tools', 'model_converters', 'mmsam3_to_sam3.py')
+sys.path.insert(0, osp.join(REPO, 'tests', 'test_tools'))
+from converter_cli import run_main  # noqa: E402
 PHRASES = ('red apple', 'a dog sitting on the grass', 'Traffic-light!')
 
 TINY_VISION = dict(
@@ -43,8 +42,8 @@ TINY_CLIP_TEXT = dict(model_type='clip_text_model', vocab_size=49408, hidden_siz
                       layer_norm_eps=1e-5)
 TINY_LITE_TEXT = dict(hidden_size=64, intermediate_size=128, projection_dim=48,
                       num_hidden_layers=3, num_attention_heads=4, max_position_embeddings=77)
-LITE_TEXT_MM = dict(type='SAM3LiteTextEncoder', d_model=64, embed_dims=64, num_layers=3,
-                    num_heads=4, hidden_dims=128, max_position_embeddings=77, projection_dims=48)
+LITE_TEXT_MM = dict(type='SAM3LiteTextEncoder', embed_dims=64, width=64, layers=3, heads=4,
+                    hidden_dims=128, max_position_embeddings=77, projection_dims=48)
 
 
 def clip_tokenizer_from_bpe(bpe_path, folder):
@@ -117,10 +116,9 @@ def build_mm(bpe_path, lite_text, full=False):
 
 
 def convert(src, dst, *extra):
-    proc = subprocess.run([sys.executable, TO_MM, str(src), str(dst), *extra],
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout
+    code, out = run_main('sam3_to_mmsam3', src, dst, *extra)
+    assert code == 0, out
+    return out
 
 
 # One positive exemplar box (normalised cx, cy, w, h) goes with every phrase: transformers'
@@ -210,10 +208,9 @@ def test_transformers_round_trip_and_from_pretrained(tmp_path, lite_text):
     hf = build_hf(lite_text, seed=3)
     hf.save_pretrained(tmp_path / 'hf')
     convert(tmp_path / 'hf', tmp_path / 'mm.pth')
-    proc = subprocess.run([sys.executable, TO_META, str(tmp_path / 'mm.pth'),
-                           str(tmp_path / 'back'), '--dst-format', 'hf'],
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    code, out = run_main('mmsam3_to_sam3', tmp_path / 'mm.pth', tmp_path / 'back',
+                         '--dst-format', 'hf')
+    assert code == 0, out
     original = load_file(tmp_path / 'hf' / 'model.safetensors')
     back = load_file(tmp_path / 'back' / 'model.safetensors')
     assert set(back) == set(original)
@@ -235,10 +232,9 @@ def test_export_hf_config_from_mmsam3_config(tmp_path, bpe_path):
     randomize_parameters(mm, 5)
     torch.save(dict(state_dict=mm.state_dict()), tmp_path / 'mm.pth')
     cfg = osp.join(REPO, 'configs', '_base_', 'models', 'sam3_tiny.py')
-    proc = subprocess.run([sys.executable, TO_META, str(tmp_path / 'mm.pth'),
-                           str(tmp_path / 'hf'), '--dst-format', 'hf', '--config', cfg],
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    code, out = run_main('mmsam3_to_sam3', tmp_path / 'mm.pth', tmp_path / 'hf',
+                         '--dst-format', 'hf', '--config', cfg)
+    assert code == 0, out
     model, info = Sam3Model.from_pretrained(tmp_path / 'hf', output_loading_info=True)
     assert info['missing_keys'] == set() or not info['missing_keys'], info
     assert not info['unexpected_keys'], info

@@ -102,8 +102,10 @@ def main(argv=None):
           f'{args.runs} runs after {args.warmup} warm-up')
     for k, v in med.items():
         print(f'  {k:<26} {v:8.3f} s   runs {[round(t, 3) for t in times[k]]}')
-    print(f'  onnxruntime / pytorch (1 prompt): {med["onnxruntime, 1 prompt"] / med["pytorch, 1 prompt"]:.3f}')
-    print(f'  10 / 1 prompts (onnxruntime):     {med["onnxruntime, 10 prompts"] / med["onnxruntime, 1 prompt"]:.3f}')
+    ort_vs_torch = med['onnxruntime, 1 prompt'] / med['pytorch, 1 prompt']
+    ten_vs_one = med['onnxruntime, 10 prompts'] / med['onnxruntime, 1 prompt']
+    print(f'  onnxruntime / pytorch (1 prompt): {ort_vs_torch:.3f}')
+    print(f'  10 / 1 prompts (onnxruntime):     {ten_vs_one:.3f}')
     print(f'  max |score diff| {float((a.scores[:n] - b.scores[:n]).abs().max()):.2e}, '
           f'max |box diff| {float((a.bboxes[:n] - b.bboxes[:n]).abs().max()):.2e} px')
     return med

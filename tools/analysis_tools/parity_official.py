@@ -11,6 +11,18 @@ our model with ``strict=True``, run both on the same normalised image and prompt
 largest absolute difference of each output. Exits 1 when any difference exceeds ``--tol``
 (1e-4, fp32). The prompt set always includes exemplar boxes with and without text.
 
+End to end (``--end-to-end IMAGE``): the image *file* through Meta's ``Sam3Processor`` (its own
+decode, torchvision resize and normalisation) versus through mmdet's ``DetInferencer`` with
+``configs/sam3_vit-l_1008_zeroshot.py`` (our pipeline: ``LoadImageFromFile``,
+``TorchvisionResize``, ``DetDataPreprocessor``), same converted weights, every query of every
+phrase kept (score_thr 0). Per phrase the queries are sorted by score and compared: scores, boxes
+(pixels of the original image) and the fraction of mask pixels that differ. mmsam3 clips boxes to
+the image as mmdet detectors do and ``Sam3Processor`` does not, so the official boxes are clipped
+the same way before the comparison::
+
+    python tools/analysis_tools/parity_official.py --size tiny --end-to-end photo.jpg \
+        --prompts "red apple" "dog"
+
 Needs the test-only ``sam3`` package and the CLIP BPE vocabulary (``--bpe``).
 """
 import argparse
@@ -135,6 +147,94 @@ def run_parity(size='tiny', seed=0, image=None, cases=DEFAULT_CASES, bpe_path=No
     return diffs, report
 
 
+ZEROSHOT_CONFIG = 'configs/sam3_vit-l_1008_zeroshot.py'
+END_TO_END_TOLERANCES = dict(scores=1e-4, boxes_px=0.05, mask_pixels=1e-3)
+
+
+def _end_to_end_config(size, bpe_path, num_texts, img_size, num_queries,
+                       resize_type='TorchvisionResize'):
+    """The zero-shot config with the model of ``size`` and every query kept (``resize_type``
+    'Resize' puts mmdet's cv2 resize back, to measure what the torchvision resize changes)."""
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(osp.join(REPO, ZEROSHOT_CONFIG))
+    if size != 'full':
+        cfg.model = Config.fromfile(osp.join(REPO, MODEL_CONFIGS[size])).model
+    cfg.model.tokenizer.bpe_path = bpe_path
+    cfg.model.test_cfg.update(score_thr=0.0, max_per_img=num_queries * num_texts,
+                              max_per_prompt=-1)
+    resize = [t for t in cfg.test_dataloader.dataset.pipeline if t['type'] == 'TorchvisionResize']
+    if len(resize) != 1:
+        raise RuntimeError(f'{ZEROSHOT_CONFIG} must resize with one TorchvisionResize')
+    resize[0]['scale'] = (img_size, img_size)
+    resize[0]['type'] = resize_type
+    cfg.load_from = None
+    return cfg
+
+
+@torch.no_grad()
+def run_end_to_end(image, size='tiny', seed=0, texts=('red apple', 'a dog sitting on the grass'),
+                   bpe_path=None, verbose=True, resize_type='TorchvisionResize'):
+    """An image file through ``Sam3Processor`` and through ``DetInferencer``.
+
+    Returns:
+        dict: per measure (``scores``, ``boxes_px``, ``mask_pixels``) the worst value over the
+        phrases, plus ``num_queries`` compared per phrase.
+    """
+    from PIL import Image
+    from sam3.model.sam3_image_processor import Sam3Processor
+
+    import mmsam3  # noqa: F401
+    from mmdet.apis import DetInferencer
+
+    bpe_path = bpe_path or official_sam3.BPE_PATH
+    official = official_sam3.build_official_image_model(size, seed=seed, bpe_path=bpe_path)
+    sizes = official_sam3.official_sizes(size)
+    img_size, num_queries = sizes['img_size'], sizes['num_queries']
+    processor = Sam3Processor(official, resolution=img_size, device='cpu',
+                              confidence_threshold=-1.0)
+    state = processor.set_image(Image.open(image).convert('RGB'))
+    with tempfile.TemporaryDirectory() as tmp:
+        converted, _ = official_to_ours(official, tmp)
+        weights = osp.join(tmp, 'mmsam3.pth')
+        torch.save(dict(state_dict=converted), weights)
+        cfg = _end_to_end_config(size, bpe_path, len(texts), img_size, num_queries,
+                                 resize_type)
+        inferencer = DetInferencer(model=cfg, weights=weights, device='cpu', show_progress=False)
+        ours = inferencer(image, texts=' . '.join(texts), return_datasamples=True,
+                          pred_score_thr=0.0, no_save_vis=True)['predictions'][0].pred_instances
+    width, height = Image.open(image).size
+    limits = torch.tensor([width, height, width, height], dtype=torch.float32)
+    worst = dict(scores=0.0, boxes_px=0.0, mask_pixels=0.0)
+    for label, text in enumerate(texts):
+        ref = processor.set_text_prompt(text, state)
+        order = ref['scores'].argsort(descending=True)
+        mine = ours.labels == label
+        mine_order = ours.scores[mine].argsort(descending=True)
+        if int(mine.sum()) != len(order):
+            raise RuntimeError(f'{text!r}: {int(mine.sum())} queries from DetInferencer, '
+                               f'{len(order)} from Sam3Processor')
+        scores = ours.scores[mine][mine_order]
+        boxes = ours.bboxes[mine][mine_order]
+        masks = ours.masks[mine][mine_order].bool()
+        ref_masks = ref['masks'][order][:, 0]
+        worst['scores'] = max(worst['scores'],
+                              (scores - ref['scores'][order]).abs().max().item())
+        ref_boxes = torch.minimum(ref['boxes'][order].clamp(min=0), limits)
+        worst['boxes_px'] = max(worst['boxes_px'], (boxes - ref_boxes).abs().max().item())
+        worst['mask_pixels'] = max(worst['mask_pixels'],
+                                   (masks != ref_masks).float().mean().item())
+    worst['num_queries'] = num_queries
+    if verbose:
+        print(f'end to end: size={size} seed={seed} image={image} ({width}x{height}) '
+              f'phrases={len(texts)} '
+              f'queries per phrase={num_queries}')
+        for k in ('scores', 'boxes_px', 'mask_pixels'):
+            print(f'max |DetInferencer - Sam3Processor| {k:12s} {worst[k]:.3e} '
+                  f'(tolerance {END_TO_END_TOLERANCES[k]:g})')
+    return worst
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--size', choices=sorted(MODEL_CONFIGS), default='tiny')
@@ -143,6 +243,8 @@ def parse_args(argv=None):
     parser.add_argument('--prompts', nargs='+', help='text prompts (replace the default text '
                         'cases; the exemplar-box cases are always added)')
     parser.add_argument('--bpe', default=official_sam3.BPE_PATH, help='CLIP BPE vocabulary')
+    parser.add_argument('--end-to-end', metavar='IMAGE',
+                        help='image file through Sam3Processor vs DetInferencer (see above)')
     parser.add_argument('--tol', type=float, default=1e-4)
     parser.add_argument('--threads', type=int, default=None)
     return parser.parse_args(argv)
@@ -157,6 +259,12 @@ def main(argv=None):
         sys.exit(reason)
     if not osp.isfile(args.bpe):
         sys.exit(f'BPE vocabulary not found: {args.bpe}')
+    if args.end_to_end:
+        texts = tuple(args.prompts or ('red apple', 'a dog sitting on the grass'))
+        worst = run_end_to_end(args.end_to_end, args.size, args.seed, texts, args.bpe)
+        failed = [k for k, tol in END_TO_END_TOLERANCES.items() if worst[k] > tol]
+        print('FAIL: ' + ', '.join(failed) if failed else 'PASS')
+        return 1 if failed else 0
     cases = DEFAULT_CASES
     if args.prompts:
         cases = tuple((t, None, None) for t in args.prompts) + tuple(

@@ -6,16 +6,15 @@
 Keeps ``--save-keys`` (``meta`` and ``state_dict``) and drops the rest (``optimizer``,
 ``message_hub``, ``param_schedulers``...), naming each dropped key. From ``meta`` it also drops
 ``hook_msgs``, which holds the path of the last checkpoint on the training machine. The input is
-read with mmsam3's safe loader (a pickle that would run code is refused). The output is written
-to a temporary file next to it, hashed, then renamed to its final name with ``os.replace``, so a
-killed run never leaves a partial file under a ``.pth`` name.
+read with mmsam3's safe loader (a pickle that would run code is refused). The output is hashed in
+memory and written atomically (``mmsam3.utils.atomic_open``: a temporary file, then a rename), so
+a killed run never leaves a partial file under a ``.pth`` name.
 """
 import argparse
 import hashlib
-import os
+import io
 import os.path as osp
 import sys
-import tempfile
 from typing import Sequence
 
 import torch
@@ -24,18 +23,10 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from mmsam3.utils import safe_torch_load  # noqa: E402
+from mmsam3.utils import atomic_open, safe_torch_load  # noqa: E402
 
 DEFAULT_SAVE_KEYS = ('meta', 'state_dict')
 PRIVATE_META_KEYS = ('hook_msgs', )
-
-
-def sha256_of(path: str, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(chunk), b''):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def process_checkpoint(in_file: str, out_file: str,
@@ -55,24 +46,14 @@ def process_checkpoint(in_file: str, out_file: str,
             if meta.pop(key, None) is not None:
                 print(f'dropping meta[{key!r}] (paths of the training machine)')
 
+    # The name carries the content's hash, so serialise first, then write under that name.
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    data = buffer.getbuffer()
     stem = out_file[:-4] if out_file.endswith('.pth') else out_file
-    folder = osp.dirname(osp.abspath(stem))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f'.{osp.basename(stem)}.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(checkpoint, f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; publish like open(path, 'w')
-        final = f'{stem}-{sha256_of(tmp)[:8]}.pth'
-        os.replace(tmp, final)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
+    final = f'{stem}-{hashlib.sha256(data).hexdigest()[:8]}.pth'
+    with atomic_open(final, 'wb') as f:
+        f.write(data)
     print(f'The published model is saved at {final}')
     return final
 

@@ -15,14 +15,21 @@ from mmdet.registry import HOOKS
 @HOOKS.register_module()
 class WallTimeBudgetHook(Hook):
     """Args:
-        seconds (float): training wall time allowed (> 0).
+        seconds (float): training time allowed (> 0).
+        clock (str): ``'wall'`` (elapsed time) or ``'process'`` (CPU time of the training
+            process, all its threads: equal compute for runs sharing a busy machine).
     """
     priority = 'VERY_LOW'
 
-    def __init__(self, seconds: float):
+    def __init__(self, seconds: float, clock: str = 'wall'):
         if not seconds or seconds <= 0:
             raise ValueError(f'WallTimeBudgetHook: seconds must be > 0, got {seconds}')
+        if clock not in ('wall', 'process'):
+            raise ValueError(f"WallTimeBudgetHook: clock must be 'wall' or 'process', got "
+                             f'{clock!r}')
         self.seconds = float(seconds)
+        self.clock = clock
+        self._now = time.perf_counter if clock == 'wall' else time.process_time
         self._start = None
 
     def before_train(self, runner) -> None:
@@ -30,12 +37,12 @@ class WallTimeBudgetHook(Hook):
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         if self._start is None:
-            self._start = time.perf_counter()
+            self._start = self._now()
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
-        elapsed = time.perf_counter() - self._start
+        elapsed = self._now() - self._start
         if elapsed >= self.seconds:
-            runner.logger.info(f'WallTimeBudgetHook: {elapsed:.1f} s of training reached the '
+            runner.logger.info(f'WallTimeBudgetHook: {elapsed:.1f} s ({self.clock}) of training reached the '
                                f'{self.seconds:.0f} s budget at iteration {runner.iter + 1}')
             runner.train_loop.stop_training = True
             saver = next((h for h in runner.hooks if isinstance(h, CheckpointHook)), None)

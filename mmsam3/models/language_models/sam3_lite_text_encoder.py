@@ -10,7 +10,7 @@ Layers (``num_layers`` of them): with ``use_repmixer_blocks`` the first and the 
 blocks (depthwise ``1 x k`` convolutions over the sequence with batch norms and layer scale, then
 a convolutional feed-forward), the others pre-LN transformer layers with **bidirectional**
 attention in which padding keys are masked. Then a final LayerNorm and ``resizer`` to
-``d_model``. Unlike SAM 3's causal CLIP encoder the padding tokens take part in the convolutions,
+``embed_dims``. Unlike SAM 3's causal CLIP encoder the padding tokens take part in the convolutions,
 so their id matters: positions marked as padding are given ``pad_token_id`` (transformers'
 processor pads with ``<|endoftext|>``, 49407) before the embedding. The positional table has
 ``max_position_embeddings`` rows and is bilinearly resized to the sequence length when they
@@ -200,10 +200,10 @@ class SAM3LiteTextEncoder(BaseModule):
     """SAM 3 LiteText text encoder (defaults: transformers' ``Sam3LiteTextTextConfig``).
 
     Args:
-        d_model (int): Output channels (``resizer``). Default: 256.
-        embed_dims (int): Encoder width. Default: 512.
-        num_layers (int): Layers, RepMixer blocks included. Default: 12.
-        num_heads (int): Attention heads. Default: 8.
+        embed_dims (int): Output channels (``resizer``), as :class:`SAM3TextEncoder`. Default: 256.
+        width (int): Encoder width. Default: 512.
+        layers (int): Layers, RepMixer blocks included. Default: 12.
+        heads (int): Attention heads. Default: 8.
         hidden_dims (int): MLP hidden width. Default: 2048.
         context_length (int): Longest accepted sequence (the tokenizer's). Default: 32.
         max_position_embeddings (int): Rows of the positional table. Default: 77.
@@ -220,15 +220,15 @@ class SAM3LiteTextEncoder(BaseModule):
         token_ids (LongTensor): ``(N, L)`` from :class:`SAM3Tokenizer`, 0 = padding,
         ``L <= context_length``.
 
-        Returns ``(features, pad_mask)``: ``(N, L, d_model)`` and ``(N, L)`` bool, True where
+        Returns ``(features, pad_mask)``: ``(N, L, embed_dims)`` and ``(N, L)`` bool, True where
         ``token_ids == 0``.
     """
 
     def __init__(self,
-                 d_model: int = 256,
-                 embed_dims: int = 512,
-                 num_layers: int = 12,
-                 num_heads: int = 8,
+                 embed_dims: int = 256,
+                 width: int = 512,
+                 layers: int = 12,
+                 heads: int = 8,
                  hidden_dims: int = 2048,
                  context_length: int = 32,
                  max_position_embeddings: int = 77,
@@ -241,17 +241,17 @@ class SAM3LiteTextEncoder(BaseModule):
                  pad_token_id: int = 49407,
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
-        if use_repmixer_blocks and num_layers < 2:
-            raise ValueError('use_repmixer_blocks needs num_layers >= 2 (first and last layer)')
-        self.d_model = d_model
+        if use_repmixer_blocks and layers < 2:
+            raise ValueError('use_repmixer_blocks needs layers >= 2 (first and last layer)')
         self.embed_dims = embed_dims
+        self.width = width
         self.context_length = context_length
         self.pad_token_id = pad_token_id
-        self.encoder = _LiteTextTransformer(vocab_size, max_position_embeddings, embed_dims,
-                                            num_layers, num_heads, hidden_dims, projection_dims,
-                                            norm_eps, use_repmixer_blocks, repmixer_kernel_size,
+        self.encoder = _LiteTextTransformer(vocab_size, max_position_embeddings, width, layers,
+                                            heads, hidden_dims, projection_dims, norm_eps,
+                                            use_repmixer_blocks, repmixer_kernel_size,
                                             layer_scale_init)
-        self.resizer = nn.Linear(embed_dims, d_model)
+        self.resizer = nn.Linear(width, embed_dims)
 
     def forward(self, token_ids: Tensor) -> Tuple[Tensor, Tensor]:
         if token_ids.dim() != 2:

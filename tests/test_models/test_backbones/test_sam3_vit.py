@@ -199,6 +199,9 @@ def test_bf16_autocast():
     assert out.shape == (1, 32, 10, 8) and torch.isfinite(out.float()).all()
 
 
+# Tracing turns shape arithmetic into constants (TracerWarning); the onnxruntime comparison
+# below checks the exported graph at this shape.
+@pytest.mark.filterwarnings('ignore:Converting a tensor to a Python:torch.jit.TracerWarning')
 def test_onnx_export_tiny_vit():
     import io
     onnx = pytest.importorskip('onnx')

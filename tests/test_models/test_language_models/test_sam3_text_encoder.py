@@ -100,6 +100,9 @@ def test_registry_build():
     assert isinstance(enc, SAM3TextEncoder)
 
 
+# Tracing turns shape arithmetic into constants (TracerWarning); the onnxruntime comparison
+# below checks the exported graph at this shape.
+@pytest.mark.filterwarnings('ignore:Converting a tensor to a Python:torch.jit.TracerWarning')
 def test_bf16_autocast_and_onnx_export():
     import io
     enc = SAM3TextEncoder(**TINY).eval()

@@ -65,6 +65,9 @@ def test_stateless_and_dtype():
         RoPE2D(8, pt_size=None, interp=True)
 
 
+# Tracing turns shape arithmetic into constants (TracerWarning); the onnxruntime comparison
+# below checks the exported graph at this shape.
+@pytest.mark.filterwarnings('ignore:Converting a tensor to a Python:torch.jit.TracerWarning')
 def test_onnx_export_has_no_complex_ops_and_matches():
     onnx = pytest.importorskip('onnx')
     ort = pytest.importorskip('onnxruntime')

@@ -53,7 +53,8 @@ def _build_official(dropout=0.1):
 def pair():
     official = _build_official()
     _randomize(official)
-    ours = SAM3GeometryEncoder(embed_dims=D, num_layers=LAYERS, num_heads=HEADS, dim_feedforward=FFN)
+    ours = SAM3GeometryEncoder(embed_dims=D, num_layers=LAYERS, num_heads=HEADS,
+                               dim_feedforward=FFN)
     ours.load_state_dict(official.state_dict(), strict=True)
     return official.eval(), ours.eval()
 
