@@ -113,7 +113,8 @@ class DeployedSAM3(BaseDetector):
         self.text_cache = self._load_cache(text_cache)
         for name in ('vision_tower', 'prompt_decoder'):
             if name not in paths:
-                raise ValueError(f'the {name} graph is missing from {list(backend_files)}; '
+                given = [backend_files] if isinstance(backend_files, str) else list(backend_files)
+                raise ValueError(f'the {name} graph is missing from {given}; '
                                  f'pass {name}{_SUFFIX[backend]} (from tools/deployment/'
                                  'deploy.py --work-dir)')
         if 'text_tower' not in paths and self.text_cache is None:

@@ -40,6 +40,7 @@ def shapes_and_ckpt(tmp_path_factory, bpe_path):
 
 def _test(root, ckpt, bpe_path, work, extra):
     ann = root + 'valid/_annotations.coco.json'
+    os.makedirs(work, exist_ok=True)
     out = osp.join(work, 'results.pkl')
     rc, log = _run([sys.executable, osp.join(REPO, 'tools/test.py'), CONFIG, ckpt,
                     '--work-dir', work, '--out', out] + extra + [
