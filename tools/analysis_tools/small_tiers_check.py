@@ -110,30 +110,34 @@ def main(argv=None):
           f'({time.time() - t0:.0f} s)')
     results = dict(tiers={})
 
-    # identity compression reproduces the teacher
-    ident = osp.join(work, 'identity.pth')
-    identity, _, _ = tool.main([TEACHER_CFG, teacher_ckpt, TEACHER_CFG, ident, '--no-flops',
-                                '--bpe-path', bpe])
-    from mmsam3.compression import load_teacher
-    teacher = load_teacher(tool.load_model_cfg(osp.join(REPO, TEACHER_CFG), bpe).model,
-                           teacher_ckpt)
+    from mmsam3.compression import compress_sam3, load_teacher
+    from mmsam3.utils.atomic_save import atomic_torch_save
+    t_cfg = tool.load_model_cfg(osp.join(REPO, TEACHER_CFG), bpe).model
+    teacher = load_teacher(t_cfg, teacher_ckpt)
+    # identity compression (the teacher's own config) reproduces the teacher
+    identity, _ = compress_sam3(teacher, t_cfg)
     x, samples = one_prompt(teacher, 336)
     with torch.no_grad():
         diff = max_abs_diff(teacher._forward(x, samples), identity._forward(x, samples))
     del identity
     results['identity_max_abs_diff'] = diff
-    print(f'identity compression: max |student - teacher| = {diff:.3e} (336 px, 1 prompt)')
+    print(f'identity compression: max |student - teacher| = {diff:.3e} (336 px, 1 prompt)',
+          flush=True)
     t_size = int(teacher.backbone.img_size)
     t_cx = count_complexity(teacher, (t_size, t_size), 1)
     results['teacher'] = dict(params_m=t_cx.total_params / 1e6, image_gflops=t_cx.image_flops / 1e9,
                               prompt_gflops=t_cx.prompt_flops / 1e9, size=t_size)
+    print(json.dumps(dict(teacher=results['teacher'])), flush=True)
     img = demo_image(osp.join(work, 'demo.jpg'))
     for tier in args.tiers:
         cfg_path, distill_cfg = TIERS[tier]
         out = osp.join(work, f'sam3-small-{tier.lower()}_init.pth')
-        student, plan, _ = tool.main([TEACHER_CFG, teacher_ckpt, cfg_path, out, '--no-flops',
-                                      '--bpe-path', bpe])
-        fresh = MODELS.build(tool.load_model_cfg(osp.join(REPO, cfg_path), bpe).model)
+        s_cfg = tool.load_model_cfg(osp.join(REPO, cfg_path), bpe)
+        student, plan = compress_sam3(teacher, s_cfg.model, s_cfg.get('compress_cfg'))
+        print('\n'.join(plan.summary()), flush=True)
+        atomic_torch_save(dict(state_dict=student.state_dict(),
+                               meta=dict(compression=plan.to_dict())), out)
+        fresh = MODELS.build(s_cfg.model)
         fresh.load_state_dict(torch.load(out, weights_only=True)['state_dict'], strict=True)
         del fresh
         s_size = int(student.backbone.img_size)
@@ -174,7 +178,7 @@ def main(argv=None):
                 else ['FAILED: ' + mem.stderr[-1500:]]
         results['tiers'][tier] = r
         del student
-        print(json.dumps({tier: {k: v for k, v in r.items() if k != 'kept'}}, indent=1))
+        print(json.dumps({tier: {k: v for k, v in r.items() if k != 'kept'}}, indent=1), flush=True)
 
     peak = args.orin_tflops * 1e12 * args.utilisation
     t = results['teacher']
