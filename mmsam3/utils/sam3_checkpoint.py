@@ -21,7 +21,6 @@ token grid with cos/sin), the tracker and the tracker / interactive necks.
 Every conversion checks that each tensor is finite (:func:`nonfinite_tensors`).
 """
 import json
-import os
 import os.path as osp
 from collections import OrderedDict
 

@@ -10,7 +10,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from tests.test_apis.conftest import draw_image, write_tiny_infer_config
+from tests.test_apis.conftest import draw_image, tiny_ckpt, write_tiny_infer_config  # noqa: F401
 from tests.utils import free_port
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

@@ -53,6 +53,7 @@ def _test(root, ckpt, bpe_path, work, extra):
         return {r['img_id']: r['pred_instances'] for r in pickle.load(f)}, log
 
 
+@pytest.mark.slow  # three tools/test.py processes: about 2 min on an idle 2-core machine
 def test_batched_and_bf16_test_tool(shapes_and_ckpt, bpe_path, tmp_path):
     root, ckpt = shapes_and_ckpt
     single, _ = _test(root, ckpt, bpe_path, str(tmp_path / 'bs1'), ['--batch-size', '1'])

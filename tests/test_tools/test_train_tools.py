@@ -53,6 +53,8 @@ def test_custom_imports_registers_mmsam3_modules(tmp_path):
     assert MODELS.get('SAM3ViT') is SAM3ViT
 
 
+# mim's config lookup goes through mmengine's pkg_resources use, which setuptools deprecates
+@pytest.mark.filterwarnings('ignore:pkg_resources is deprecated as an API:UserWarning')
 def test_mim_base_config_resolves(tmp_path):
     import mmsam3  # noqa: F401  (the lookup fix for editable installs lives in mmsam3)
     from mmengine.config import Config

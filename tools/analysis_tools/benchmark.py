@@ -183,51 +183,60 @@ def _low_precision_is_native(dtype, device, peak):
     return peak[dtype] >= peak['fp32']
 
 
-def run_interactive(official, ours, cfg, device, runs, warmup):
+def measure_peaks(device):
+    """fp32 and bf16 matmul peaks (GFLOP/s), printed."""
+    peak, sizes = {}, {}
+    for name, dt in (('fp32', torch.float32), ('bf16', torch.bfloat16)):
+        peak[name], sizes[name] = matmul_peak(dt, device)
+    print(f'matmul peak ({device}, {torch.get_num_threads()} threads, CPU capability '
+          f'{torch.backends.cpu.get_cpu_capability()}): fp32 {peak["fp32"]:.1f} GFLOP/s '
+          f'({sizes["fp32"]}^2), bf16 {peak["bf16"]:.1f} GFLOP/s ({sizes["bf16"]}^2), '
+          f'bf16/fp32 {peak["bf16"] / peak["fp32"]:.2f}x', flush=True)
+    return peak
+
+
+def measure_meta_second_phrase(official, resolution, device, runs, warmup):
+    """Median time of Meta's ``Sam3Processor.set_text_prompt`` on an image already set."""
+    from PIL import Image
+    from sam3.model.sam3_image_processor import Sam3Processor
+
+    processor = Sam3Processor(official, resolution=resolution, device=str(device),
+                              confidence_threshold=0.5)
+    state = processor.set_image(Image.fromarray(_synthetic_image()))
+    for _ in range(warmup):
+        processor.set_text_prompt(PROMPTS[1], state)
+    t_meta, t_runs = _median_time(lambda: processor.set_text_prompt(PROMPTS[2], state), device,
+                                  runs)
+    print(f'Meta Sam3Processor.set_text_prompt, second phrase: median {t_meta:.3f} s runs '
+          f'{[round(t, 3) for t in t_runs]}', flush=True)
+    return t_meta, t_runs
+
+
+def run_interactive(ours, cfg, device, runs, warmup, peak, meta):
     """The interactive / precision / profile measurements (module doc); prints a report.
 
     ``image + N phrases`` = ``set_image`` + ``predict`` of N phrases, measured separately (the
     two run one after the other; nothing carries over), so the ViT runs once per dtype.
+    ``meta`` is :func:`measure_meta_second_phrase`'s result, ``peak`` :func:`measure_peaks`'.
     """
     import numpy as np
-    from PIL import Image
 
     from mmsam3.apis import SAM3Predictor
 
-    rgb = _synthetic_image()
-    bgr = np.ascontiguousarray(rgb[:, :, ::-1])
-    pil = Image.fromarray(rgb)
+    bgr = np.ascontiguousarray(_synthetic_image()[:, :, ::-1])
     ours.cfg = cfg
     # Meta's processor keeps the queries scoring > 0.5; ours does the same here.
     ours.bbox_head.test_cfg.update(score_thr=0.5, max_per_img=200)
+    t_meta, t_meta_runs = meta
 
     def say(line=''):
         print(line, flush=True)
-
-    peak, sizes = {}, {}
-    for name, dt in (('fp32', torch.float32), ('bf16', torch.bfloat16)):
-        peak[name], sizes[name] = matmul_peak(dt, device)
-    say(f'matmul peak ({device}, {torch.get_num_threads()} threads, CPU capability '
-        f'{torch.backends.cpu.get_cpu_capability()}): fp32 {peak["fp32"]:.1f} GFLOP/s '
-        f'({sizes["fp32"]}^2), bf16 {peak["bf16"]:.1f} GFLOP/s ({sizes["bf16"]}^2), bf16/fp32 '
-        f'{peak["bf16"] / peak["fp32"]:.2f}x')
-
-    # Meta's processor: set_image once, then phrases.
-    from sam3.model.sam3_image_processor import Sam3Processor
-    processor = Sam3Processor(official, resolution=cfg.model.backbone.img_size,
-                              device=str(device), confidence_threshold=0.5)
-    state = processor.set_image(pil)
-    for _ in range(warmup):
-        processor.set_text_prompt(PROMPTS[1], state)
-    t_meta, t_meta_runs = _median_time(lambda: processor.set_text_prompt(PROMPTS[2], state),
-                                       device, runs)
-    del state, processor
 
     dtypes = ['fp32']
     if _low_precision_is_native('bf16', device, peak):
         dtypes.append('bf16')
     else:
-        say('bf16: skipped at this size: this CPU has no native bf16 matmul (measured above), '
+        say('bf16: skipped: this CPU has no native bf16 matmul (measured above), '
             'so bf16 inference here is slower than fp32, not faster')
     results, timings = {}, {}
     for name in dtypes:
@@ -325,8 +334,21 @@ def main(argv=None):
     official = official_sam3.build_official_image_model(args.size, seed=0, bpe_path=args.bpe)
     with tempfile.TemporaryDirectory() as tmp:
         state, _ = official_to_ours(official, tmp)
+    official = official.to(device).eval()
+    if not args.skip_interactive:
+        peak = measure_peaks(device)
+        meta = measure_meta_second_phrase(
+            official, official_sam3.official_sizes(args.size)['img_size'], device, args.runs,
+            args.warmup)
+    if args.skip_end_to_end:
+        del official  # one full-size model in memory at a time
     ours, cfg = build_ours(args.size, state, args.bpe)
-    official, ours = official.to(device).eval(), ours.to(device).eval()
+    del state
+    ours = ours.to(device).eval()
+    if not args.skip_interactive:
+        run_interactive(ours, cfg, device, args.runs, args.warmup, peak, meta)
+    if args.skip_end_to_end:
+        return
     size = cfg.model.backbone.img_size
     image = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
     image = image.to(device)
@@ -345,10 +367,6 @@ def main(argv=None):
         with torch.no_grad():
             ours._forward(image, [sample(PROMPTS[:n])])
 
-    if not args.skip_interactive:
-        run_interactive(official, ours, cfg, device, args.runs, args.warmup)
-    if args.skip_end_to_end:
-        return
     for _ in range(args.warmup):
         run_official()
         run_ours()

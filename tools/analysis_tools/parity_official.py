@@ -194,20 +194,25 @@ def run_end_to_end(image, size='tiny', seed=0, texts=('red apple', 'a dog sittin
     processor = Sam3Processor(official, resolution=img_size, device='cpu',
                               confidence_threshold=-1.0)
     state = processor.set_image(Image.open(image).convert('RGB'))
+    # Official results first, then only one model is held at a time (the full pair needs > 11 GB).
+    refs = []
+    for text in texts:
+        ref = processor.set_text_prompt(text, state)
+        refs.append({k: ref[k].clone() for k in ('scores', 'boxes', 'masks')})
+    width, height = Image.open(image).size
     with tempfile.TemporaryDirectory() as tmp:
         converted, _ = official_to_ours(official, tmp)
         weights = osp.join(tmp, 'mmsam3.pth')
         torch.save(dict(state_dict=converted), weights)
+        del converted, official, processor, state
         cfg = _end_to_end_config(size, bpe_path, len(texts), img_size, num_queries,
                                  resize_type)
         inferencer = DetInferencer(model=cfg, weights=weights, device='cpu', show_progress=False)
         ours = inferencer(image, texts=' . '.join(texts), return_datasamples=True,
                           pred_score_thr=0.0, no_save_vis=True)['predictions'][0].pred_instances
-    width, height = Image.open(image).size
     limits = torch.tensor([width, height, width, height], dtype=torch.float32)
     worst = dict(scores=0.0, boxes_px=0.0, mask_pixels=0.0)
-    for label, text in enumerate(texts):
-        ref = processor.set_text_prompt(text, state)
+    for label, (text, ref) in enumerate(zip(texts, refs)):
         order = ref['scores'].argsort(descending=True)
         mine = ours.labels == label
         mine_order = ours.scores[mine].argsort(descending=True)

@@ -141,7 +141,15 @@ def main(argv=None):
         from mmsam3.utils.sam3_checkpoint_hf import hf_config_from_mmsam3
         config = meta.get('hf_config') if not args.config else None
         if config is None:
-            config = hf_config_from_mmsam3(_model_cfg(args.config))
+            model_cfg = _model_cfg(args.config)
+            lite = not any(k.startswith('text_encoder.encoder.transformer.') for k in state)
+            if lite != (model_cfg['text_encoder']['type'] == 'SAM3LiteTextEncoder'):
+                raise CheckpointConversionError(
+                    f'the text encoder of {args.src} is '
+                    f'{"LiteText" if lite else "CLIP"}-style but the config '
+                    f'({args.config or DEFAULT_CONFIG}) has {model_cfg["text_encoder"]["type"]}; '
+                    'pass the config the model was trained with (--config).')
+            config = hf_config_from_mmsam3(model_cfg)
         print(format_report(report))
         _write_hf_folder(args.dst, out, config)
         print(f'saved {args.dst}/ (transformers {config.get("architectures", ["?"])[0]})')
