@@ -36,14 +36,15 @@ def _inference_pipeline(cfg) -> list:
     """The test pipeline for in-memory or file images (as ``DetInferencer`` builds it).
 
     ``LoadImageFromFile`` becomes ``mmdet.InferencerLoader`` (paths and arrays), annotation
-    loading is dropped; a config without a test dataloader gets a square resize to the
-    backbone's ``img_size`` and :class:`PackSAM3Inputs`.
+    loading is dropped; a config without a test dataloader gets the zero-shot pipeline: the
+    square ``TorchvisionResize`` to the backbone's ``img_size`` (Meta's processor resize) and
+    :class:`PackSAM3Inputs`.
     """
     dataloader = cfg.get('test_dataloader', None)
     if dataloader is None:
         size = cfg.model.backbone.get('img_size', 1008)
         return [dict(type='mmdet.InferencerLoader'),
-                dict(type='Resize', scale=(size, size), keep_ratio=False),
+                dict(type='TorchvisionResize', scale=(size, size), keep_ratio=False),
                 dict(type='PackSAM3Inputs')]
     pipeline = []
     for t in copy.deepcopy(list(dataloader.dataset.pipeline)):
@@ -216,7 +217,7 @@ class SAM3Predictor:
         for p in phrases:  # most recently used last
             if p in fresh:
                 self._text_cache[p] = fresh[p]
-            self._text_cache.move_to_end(p) if p in self._text_cache else None
+            self._text_cache.move_to_end(p)
         while len(self._text_cache) > self.text_cache_size:
             self._text_cache.popitem(last=False)
         return torch.stack([f for f, _ in out]), torch.stack([m for _, m in out])

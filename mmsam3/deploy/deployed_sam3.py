@@ -25,6 +25,7 @@ from mmdet.models.detectors.base import BaseDetector
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList
 from mmengine.config import Config
+from mmengine.registry import DefaultScope, init_default_scope
 from torch import Tensor
 
 from ..models.utils.prompt_batch import PromptBatch
@@ -96,6 +97,8 @@ class DeployedSAM3(BaseDetector):
         if isinstance(model_cfg, str):
             model_cfg = Config.fromfile(model_cfg)
         model = model_cfg.model if 'model' in model_cfg else model_cfg
+        if DefaultScope.get_current_instance() is None:  # used from plain Python
+            init_default_scope(model_cfg.get('default_scope', 'mmdet'))
         super().__init__(data_preprocessor=model.get('data_preprocessor'), init_cfg=init_cfg)
         self.manifest, paths = resolve_graph_files(backend_files, backend)
         self.settings = self.manifest['settings']

@@ -196,3 +196,21 @@ def test_det_inferencer_bf16_through_config(tiny_ckpt, image, bpe_path, tmp_path
     fp32 = _inferencer_prediction(write_tiny_infer_config(tmp_path / 'fp32.py', bpe_path),
                                   tiny_ckpt, image, PHRASES)
     assert not np.array_equal(np.asarray(fp32['scores']), np.asarray(expected['scores']))
+
+
+def test_predictor_on_a_built_model_with_a_model_only_config(bpe_path, image):
+    """A model config without pipelines gets the zero-shot one (square resize to img_size)."""
+    from mmengine.config import Config
+
+    from mmsam3.apis import SAM3Predictor
+    from mmsam3.testing.tiny_model import TINY_CONFIG, build_tiny_sam3
+
+    model = build_tiny_sam3(bpe_path)
+    with pytest.raises(ValueError, match='without `model.cfg`'):
+        SAM3Predictor(model)
+    model.cfg = Config.fromfile(TINY_CONFIG)
+    predictor = SAM3Predictor(model)
+    types = [type(t).__name__ for t in predictor.pipeline.transforms]
+    assert types == ['InferencerLoader', 'TorchvisionResize', 'PackSAM3Inputs']
+    result = predictor.set_image(image).predict(texts='red box')
+    assert len(result['scores']) == 20 and result['masks'].shape == (20, 100, 150)

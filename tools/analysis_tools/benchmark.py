@@ -10,13 +10,13 @@ Prints the median time of each, the ratio ours / official (<= 1.0 means ours is 
 and the cost of 1 vs 10 prompts on one image with our model (the image tower runs once).
 Needs the test-only ``sam3`` package and the CLIP BPE vocabulary.
 
-The interactive part (``--interactive``, on unless ``--skip-interactive``) measures, in the same
-run: this machine's matmul peak (fp32 and bf16 4096x4096), the time and FLOPs
-(``torch.utils.flop_counter``) of every stage of one image + one phrase through
+The interactive part (skipped with ``--skip-interactive``) measures, in the same run: this
+machine's matmul peak (fp32 and bf16 4096x4096), the time and FLOPs (``torch.utils.flop_counter``)
+of every stage of one image + one phrase through
 :class:`mmsam3.apis.SAM3Predictor` and the fraction of the peak each stage reaches, the cost of
 a second phrase on a set image against Meta's ``Sam3Processor.set_text_prompt``, 10 phrases
 against 1 in one call, and bf16 against fp32 (speed, largest score difference, IoU of the
-matched top boxes)::
+matched top boxes; skipped where the CPU has no native bf16 matmul, which the peak shows)::
 
     python tools/analysis_tools/benchmark.py --size full --threads 2 --skip-end-to-end
 """

@@ -11,7 +11,8 @@
    teacher's own config: its outputs must equal the teacher's to 1e-5) and into each
    ``configs/sam3_small`` tier; each result loads with ``strict=True`` into its tier config and
    runs through ``tools/demo.py``;
-3. parameters, image-tower and per-prompt GFLOPs (``get_flops.count_complexity``), CPU latency of
+3. parameters, image-tower GFLOPs (counted on the meta device: no memory) and per-prompt
+   GFLOPs (``torch.utils.flop_counter`` as in ``get_flops.py``), CPU latency of
    one image + one prompt, teacher and student alternating in one process, and an Orin Nano
    Super latency *estimate* from the FLOPs (``--orin-tflops`` peak fp16 at ``--utilisation``);
 4. ``tools/analysis_tools/train_memory.py`` on each tier's distillation config (one training
@@ -95,23 +96,56 @@ def max_abs_diff(a, b):
     return max(float((a[k] - b[k]).abs().max()) for k in a if a[k] is not None)
 
 
+def image_flops(model, size):
+    """Image-tower FLOPs counted on the meta device (shapes only: no memory, no compute).
+
+    ``model`` is moved to ``meta`` (its weights are gone afterwards)."""
+    from get_flops import _count
+    model.to('meta')
+    x = torch.empty(1, 3, size, size, device='meta')
+    return _count(lambda: model.extract_feat(x), model)[0]
+
+
+def prompt_flops(model, size):
+    """FLOPs of one text prompt after the image tower (text tower, geometry / fusion encoder,
+    decoder, heads) on random neck features of a ``size`` input."""
+    from get_flops import _count
+    g = size // 14
+    c = model.decoder.query_embed.weight.shape[1]
+    feats = tuple(torch.randn(1, c, g * k, g * k) for k in (4, 2, 1))
+
+    def fn():
+        txt, mask = model.encode_texts(['object number 0'])
+        model.forward_prompt_feats(feats, torch.zeros(1, dtype=torch.long), txt, mask,
+                                   torch.zeros(1, 0, 4), torch.zeros(1, 0, dtype=torch.long),
+                                   torch.zeros(1, 0, dtype=torch.bool))
+    return _count(fn, model)[0]
+
+
+def params_m(model):
+    return sum(p.numel() for p in model.parameters()) / 1e6
+
+
 def main(argv=None):
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     import compress_sam3 as tool
-    from get_flops import count_complexity
     from mmdet.registry import MODELS
+
+    from mmsam3.compression import compress_sam3, load_teacher
+    from mmsam3.utils.atomic_save import atomic_torch_save
     work = osp.join(REPO, args.work_dir)
     os.makedirs(work, exist_ok=True)
     bpe = args.bpe_path or tool.DEFAULT_BPE
     t0 = time.time()
-    teacher_ckpt = teacher_checkpoint(work, args.seed, bpe)
-    print(f'teacher checkpoint (random official weights, converted): {teacher_ckpt} '
-          f'({time.time() - t0:.0f} s)')
     results = dict(tiers={})
 
-    from mmsam3.compression import compress_sam3, load_teacher
-    from mmsam3.utils.atomic_save import atomic_torch_save
+    def save():
+        with open(osp.join(work, 'results.json'), 'w') as f:
+            json.dump(results, f, indent=1, default=str)
+
+    teacher_ckpt = teacher_checkpoint(work, args.seed, bpe)
+    print(f'teacher checkpoint (random official weights, converted): {teacher_ckpt}', flush=True)
     t_cfg = tool.load_model_cfg(osp.join(REPO, TEACHER_CFG), bpe).model
     teacher = load_teacher(t_cfg, teacher_ckpt)
     # identity compression (the teacher's own config) reproduces the teacher
@@ -124,11 +158,11 @@ def main(argv=None):
     print(f'identity compression: max |student - teacher| = {diff:.3e} (336 px, 1 prompt)',
           flush=True)
     t_size = int(teacher.backbone.img_size)
-    t_cx = count_complexity(teacher, (t_size, t_size), 1)
-    results['teacher'] = dict(params_m=t_cx.total_params / 1e6, image_gflops=t_cx.image_flops / 1e9,
-                              prompt_gflops=t_cx.prompt_flops / 1e9, size=t_size)
-    print(json.dumps(dict(teacher=results['teacher'])), flush=True)
+    results['teacher'] = dict(params_m=params_m(teacher), size=t_size,
+                              prompt_gflops=prompt_flops(teacher, t_size) / 1e9)
+    save()
     img = demo_image(osp.join(work, 'demo.jpg'))
+    students = {}
     for tier in args.tiers:
         cfg_path, distill_cfg = TIERS[tier]
         out = osp.join(work, f'sam3-small-{tier.lower()}_init.pth')
@@ -139,12 +173,11 @@ def main(argv=None):
                                meta=dict(compression=plan.to_dict())), out)
         fresh = MODELS.build(s_cfg.model)
         fresh.load_state_dict(torch.load(out, weights_only=True)['state_dict'], strict=True)
-        del fresh
         s_size = int(student.backbone.img_size)
-        cx = count_complexity(student, (s_size, s_size), 1)
-        r = dict(params_m=cx.total_params / 1e6, image_gflops=cx.image_flops / 1e9,
-                 prompt_gflops=cx.prompt_flops / 1e9, size=s_size, kept=plan.summary(),
-                 strict_load=True)
+        r = dict(params_m=params_m(student), size=s_size, kept=plan.summary(), strict_load=True,
+                 prompt_gflops=prompt_flops(student, s_size) / 1e9,
+                 image_gflops=image_flops(fresh, s_size) / 1e9)
+        del fresh
         demo_dir = osp.join(work, f'demo_{tier}')
         demo = subprocess.run([sys.executable, 'tools/demo.py', img, cfg_path, '--weights', out,
                                '--texts', 'square', '--out-dir', demo_dir, '--score-thr', '0.0',
@@ -154,55 +187,70 @@ def main(argv=None):
         r['demo_ok'] = demo.returncode == 0 and osp.isfile(osp.join(demo_dir, 'demo.json'))
         if not r['demo_ok']:
             print(demo.stdout[-2000:], demo.stderr[-2000:])
-        if not args.skip_latency:
-            xt, st = one_prompt(teacher, t_size)
-            xs, ss = one_prompt(student, s_size)
-            times = dict(teacher=[], student=[])
-            with torch.no_grad():
-                for _ in range(args.runs):
-                    for name, m, xx, sm in (('teacher', teacher, xt, st),
-                                            ('student', student, xs, ss)):
-                        t1 = time.perf_counter()
-                        m._forward(xx, sm)
-                        times[name].append(time.perf_counter() - t1)
-            r['cpu_s'] = dict(teacher=times['teacher'], student=times['student'])
-            r['cpu_ratio'] = statistics.median(times['student']) / statistics.median(
-                times['teacher'])
-        if not args.skip_memory:
-            mem = subprocess.run(
-                [sys.executable, 'tools/analysis_tools/train_memory.py', distill_cfg,
-                 '--num-prompts', '2', '--bpe-path', bpe, '--cfg-options',
-                 f'model.teacher_ckpt={teacher_ckpt}'], cwd=REPO, text=True, capture_output=True,
-                env=dict(os.environ, OMP_NUM_THREADS=str(args.threads)))
-            r['train_memory'] = mem.stdout.strip().splitlines()[-6:] if mem.returncode == 0 \
-                else ['FAILED: ' + mem.stderr[-1500:]]
         results['tiers'][tier] = r
+        if not args.skip_latency:
+            students[tier] = student
         del student
-        print(json.dumps({tier: {k: v for k, v in r.items() if k != 'kept'}}, indent=1), flush=True)
+        save()
+        print(json.dumps({tier: {k: v for k, v in r.items() if k != 'kept'}}, indent=1),
+              flush=True)
+    if not args.skip_latency:
+        # one image + one prompt, teacher and students alternating in this process
+        xt, st = one_prompt(teacher, t_size)
+        times = {name: [] for name in ['teacher'] + list(students)}
+        with torch.no_grad():
+            for _ in range(args.runs):
+                for name in times:
+                    m = teacher if name == 'teacher' else students[name]
+                    size = t_size if name == 'teacher' else results['tiers'][name]['size']
+                    xx, sm = (xt, st) if name == 'teacher' else one_prompt(m, size)
+                    t1 = time.perf_counter()
+                    m._forward(xx, sm)
+                    times[name].append(time.perf_counter() - t1)
+                    print(f'latency {name}: {times[name][-1]:.2f} s', flush=True)
+        results['cpu_s'] = times
+        for tier in students:
+            results['tiers'][tier]['cpu_ratio'] = statistics.median(
+                times[tier]) / statistics.median(times['teacher'])
+        save()
+    students.clear()
+    results['teacher']['image_gflops'] = image_flops(teacher, t_size) / 1e9
+    del teacher
+    save()
+    if not args.skip_memory:
+        for tier in args.tiers:
+            mem = subprocess.run(
+                [sys.executable, 'tools/analysis_tools/train_memory.py', TIERS[tier][1],
+                 '--num-prompts', '2', '--bpe-path', bpe, '--cfg-options',
+                 f'model.teacher_ckpt={teacher_ckpt}'], cwd=REPO, text=True,
+                capture_output=True, env=dict(os.environ, OMP_NUM_THREADS=str(args.threads)))
+            results['tiers'][tier]['train_memory'] = (
+                mem.stdout.strip().splitlines()[-6:] if mem.returncode == 0 else
+                ['FAILED: ' + mem.stderr[-1500:]])
+            print(tier, results['tiers'][tier]['train_memory'], flush=True)
+            save()
 
     peak = args.orin_tflops * 1e12 * args.utilisation
     t = results['teacher']
-    lines = [f"| model | input | params (M) | image-tower GFLOPs | per-prompt GFLOPs | CPU latency "
-             f"ratio student / teacher | Orin Nano Super estimate, 1 prompt (ms) |",
-             '| --- | --- | --- | --- | --- | --- | --- |']
 
     def orin_ms(r):
         return (r['image_gflops'] + r['prompt_gflops']) * 1e9 / peak * 1e3
 
-    lines.append(f"| teacher (SAM 3) | {t['size']} | {t['params_m']:.1f} | {t['image_gflops']:.0f} | "
-                 f"{t['prompt_gflops']:.1f} | 1 | {orin_ms(t):.0f} |")
+    lines = ['| model | input | params (M) | image-tower GFLOPs | per-prompt GFLOPs | CPU latency '
+             'ratio student / teacher | Orin Nano Super estimate, 1 prompt (ms) |',
+             '| --- | --- | --- | --- | --- | --- | --- |',
+             f"| teacher (SAM 3) | {t['size']} | {t['params_m']:.1f} | {t['image_gflops']:.0f} | "
+             f"{t['prompt_gflops']:.1f} | 1 | {orin_ms(t):.0f} |"]
     for tier, r in results['tiers'].items():
         ratio = f"{r['cpu_ratio']:.3f}" if 'cpu_ratio' in r else 'n/a'
         lines.append(f"| SAM3-Small {tier} | {r['size']} | {r['params_m']:.1f} | "
                      f"{r['image_gflops']:.0f} | {r['prompt_gflops']:.1f} | {ratio} | "
                      f"{orin_ms(r):.0f} |")
-    table = '\n'.join(lines)
-    print(table)
+    results['table'] = '\n'.join(lines)
+    print(results['table'])
     print(f'Orin figures are estimates: FLOPs / ({args.orin_tflops:g} TFLOP/s fp16 peak x '
           f'{args.utilisation:g} assumed utilisation); not measured on a device.')
-    results['table'] = table
-    with open(osp.join(work, 'results.json'), 'w') as f:
-        json.dump(results, f, indent=1, default=str)
+    save()
     print(f'done in {(time.time() - t0) / 60:.1f} min')
     return results
 

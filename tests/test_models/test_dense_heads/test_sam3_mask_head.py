@@ -79,4 +79,4 @@ def test_mask_head_backward():
     assert torch.isfinite(memory.grad).all()
     # Only two FPN levels precede the encoder map: the third stage is never used.
     assert head.pixel_decoder.conv_layers[2].weight.grad is None
-    assert head.pixel_decoder.conv_layers[1].weight.grad is not None
+    assert head.pixel_decoder.conv_layers[1].weight.grad.abs().max() > 0
