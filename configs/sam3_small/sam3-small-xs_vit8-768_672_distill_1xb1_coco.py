@@ -1,7 +1,8 @@
 # Distil SAM3-Small XS from the full SAM 3 (COCO-format data, labeled and / or unlabeled).
 #   1. python tools/model_converters/compress_sam3.py configs/sam3_vit-l_1008_zeroshot.py \
 #          checkpoints/sam3_vit-l_mmsam3.pth \
-#          configs/sam3_small/sam3-small-xs_vit8-768_672_zeroshot.py checkpoints/sam3-small-xs_init.pth
+#          configs/sam3_small/sam3-small-xs_vit8-768_672_zeroshot.py \
+#          checkpoints/sam3-small-xs_init.pth
 #   2. python tools/train.py configs/sam3_small/sam3-small-xs_vit8-768_672_distill_1xb1_coco.py
 # The checkpoints written are plain student checkpoints (the teacher is not part of them): test
 # or demo them with sam3-small-xs_vit8-768_672_zeroshot.py.

@@ -143,7 +143,8 @@ def main(argv=None):
     val_json = osp.join(REPO, args.data_root, 'valid', '_annotations.coco.json')
     if not osp.isfile(val_json):
         run([py, 'tools/dataset_converters/make_shapes_dataset.py', args.data_root, '--train',
-             str(args.train_images), '--val', str(args.val_images), '--seed', '0', '--size', '168', '--radius', '0.15', '0.25',
+             str(args.train_images), '--val', str(args.val_images), '--seed', '0', '--size',
+             '168', '--radius', '0.15', '0.25',
              '--preset', 'distinct'], env)
     options = data_options(args.data_root, args.bpe)
 

@@ -51,6 +51,8 @@ def parse_args(argv=None):
     p.add_argument('--runs', type=int, default=2, help='timed runs per model (alternating)')
     p.add_argument('--threads', type=int, default=2)
     p.add_argument('--skip-latency', action='store_true')
+    p.add_argument('--skip-identity', action='store_true',
+                   help='skip the identity reproduction (it holds a second full model)')
     p.add_argument('--skip-memory', action='store_true')
     p.add_argument('--orin-tflops', type=float, default=17.0,
                    help='Orin Nano Super peak dense fp16 TFLOP/s (estimate input)')
@@ -148,15 +150,16 @@ def main(argv=None):
     print(f'teacher checkpoint (random official weights, converted): {teacher_ckpt}', flush=True)
     t_cfg = tool.load_model_cfg(osp.join(REPO, TEACHER_CFG), bpe).model
     teacher = load_teacher(t_cfg, teacher_ckpt)
-    # identity compression (the teacher's own config) reproduces the teacher
-    identity, _ = compress_sam3(teacher, t_cfg)
-    x, samples = one_prompt(teacher, 336)
-    with torch.no_grad():
-        diff = max_abs_diff(teacher._forward(x, samples), identity._forward(x, samples))
-    del identity
-    results['identity_max_abs_diff'] = diff
-    print(f'identity compression: max |student - teacher| = {diff:.3e} (336 px, 1 prompt)',
-          flush=True)
+    if not args.skip_identity:
+        # identity compression (the teacher's own config) reproduces the teacher
+        identity, _ = compress_sam3(teacher, t_cfg)
+        x, samples = one_prompt(teacher, 336)
+        with torch.no_grad():
+            diff = max_abs_diff(teacher._forward(x, samples), identity._forward(x, samples))
+        del identity
+        results['identity_max_abs_diff'] = diff
+        print(f'identity compression: max |student - teacher| = {diff:.3e} (336 px, 1 prompt)',
+              flush=True)
     t_size = int(teacher.backbone.img_size)
     results['teacher'] = dict(params_m=params_m(teacher), size=t_size,
                               prompt_gflops=prompt_flops(teacher, t_size) / 1e9)
@@ -171,11 +174,14 @@ def main(argv=None):
         print('\n'.join(plan.summary()), flush=True)
         atomic_torch_save(dict(state_dict=student.state_dict(),
                                meta=dict(compression=plan.to_dict())), out)
+        s_size = int(student.backbone.img_size)
+        r = dict(params_m=params_m(student), size=s_size, kept=plan.summary())
+        if args.skip_latency:
+            del student  # keep memory low: only one full-size model besides the teacher
+            student = None
         fresh = MODELS.build(s_cfg.model)
         fresh.load_state_dict(torch.load(out, weights_only=True)['state_dict'], strict=True)
-        s_size = int(student.backbone.img_size)
-        r = dict(params_m=params_m(student), size=s_size, kept=plan.summary(), strict_load=True,
-                 prompt_gflops=prompt_flops(student, s_size) / 1e9,
+        r.update(strict_load=True, prompt_gflops=prompt_flops(fresh, s_size) / 1e9,
                  image_gflops=image_flops(fresh, s_size) / 1e9)
         del fresh
         demo_dir = osp.join(work, f'demo_{tier}')
@@ -188,9 +194,8 @@ def main(argv=None):
         if not r['demo_ok']:
             print(demo.stdout[-2000:], demo.stderr[-2000:])
         results['tiers'][tier] = r
-        if not args.skip_latency:
+        if student is not None:
             students[tier] = student
-        del student
         save()
         print(json.dumps({tier: {k: v for k, v in r.items() if k != 'kept'}}, indent=1),
               flush=True)
