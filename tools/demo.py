@@ -1,6 +1,6 @@
 """Segment every instance of one or more noun phrases in an image with SAM 3.
 
-    python tools/demo.py demo.jpg configs/sam3_vit-l_1008_zeroshot.py \
+    python tools/demo.py demo.jpg configs/sam3/sam3_vit-l_zeroshot_coco.py \
         --weights checkpoints/sam3_vit-l_mmsam3.pth --texts "fish" "shark" --out-dir outputs
     # exemplar boxes (x1 y1 x2 y2 in image pixels), positive unless --box-labels says 0:
     python tools/demo.py demo.jpg CONFIG --weights CKPT --texts "fish" \

@@ -1,6 +1,6 @@
 """Browser demo of SAM 3: upload an image, type phrases, see masks, boxes and scores.
 
-    python tools/gradio_demo.py configs/sam3_vit-l_1008_zeroshot.py \
+    python tools/gradio_demo.py configs/sam3/sam3_vit-l_zeroshot_coco.py \
         --weights checkpoints/sam3_vit-l_mmsam3.pth [--port 7860] [--dtype bf16]
 
 Then open http://127.0.0.1:7860. The server listens on 127.0.0.1 only (use an SSH tunnel to

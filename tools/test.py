@@ -2,7 +2,7 @@
 
 Examples::
 
-    python tools/test.py configs/sam3_tiny_shapes.py work_dirs/sam3_tiny_shapes/iter_2000.pth
+    python tools/test.py configs/sam3/sam3_tiny_scratch_1xb2-5k_shapes.py work_dirs/sam3_tiny_shapes/iter_2000.pth
     python tools/test.py CONFIG CKPT --out results.pkl --show-dir vis
     python tools/test.py CONFIG CKPT --dtype bf16 --batch-size 4   # bf16 autocast, 4 images a step
     bash tools/dist_test.sh CONFIG CKPT 8

@@ -2,7 +2,7 @@
 
 Examples::
 
-    python tools/train.py configs/sam3_tiny_shapes.py
+    python tools/train.py configs/sam3/sam3_tiny_scratch_1xb2-5k_shapes.py
     python tools/train.py CONFIG --work-dir work_dirs/run1 --amp
     python tools/train.py CONFIG --resume                 # newest readable one of the work dir
     python tools/train.py CONFIG --resume work_dirs/run1/iter_100.pth

@@ -1,5 +1,5 @@
 # Distil SAM3-Small S from the full SAM 3 (COCO-format data, labeled and / or unlabeled).
-#   1. python tools/model_converters/compress_sam3.py configs/sam3_vit-l_1008_zeroshot.py \
+#   1. python tools/model_converters/compress_sam3.py configs/sam3/sam3_vit-l_zeroshot_coco.py \
 #          checkpoints/sam3_vit-l_mmsam3.pth \
 #          configs/sam3_small/sam3-small-s_vit16_672_zeroshot.py checkpoints/sam3-small-s_init.pth
 #   2. python tools/train.py configs/sam3_small/sam3-small-s_vit16_672_distill_1xb1_coco.py
@@ -16,7 +16,7 @@ _base_ = [
 ]
 
 input_size = 672
-teacher_config = 'configs/sam3_vit-l_1008_zeroshot.py'
+teacher_config = 'configs/sam3/sam3_vit-l_zeroshot_coco.py'
 teacher_ckpt = 'checkpoints/sam3_vit-l_mmsam3.pth'
 load_from = 'checkpoints/sam3-small-s_init.pth'  # compress_sam3.py output
 

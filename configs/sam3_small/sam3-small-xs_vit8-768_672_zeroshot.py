@@ -2,10 +2,10 @@
 # the 16 heads, head size 64 kept whole for RoPE), MLP 3072, 672 px; text encoder 12 of 24
 # layers with MLP 2048; fusion encoder and decoder 3 of 6 layers with FFN 1024; 100 of the 200
 # queries (the first 100: the distiller matches them by index, query_ids below).
-#   python tools/model_converters/compress_sam3.py configs/sam3_vit-l_1008_zeroshot.py \
+#   python tools/model_converters/compress_sam3.py configs/sam3/sam3_vit-l_zeroshot_coco.py \
 #       checkpoints/sam3_vit-l_mmsam3.pth \
 #       configs/sam3_small/sam3-small-xs_vit8-768_672_zeroshot.py checkpoints/sam3-small-xs_init.pth
-_base_ = ['../sam3_vit-l_1008_zeroshot.py']
+_base_ = ['../sam3/sam3_vit-l_zeroshot_coco.py']
 
 input_size = 672
 num_queries = 100

@@ -2,7 +2,7 @@
 
 For code that builds the model from a config by itself, such as mmdet's ``DetInferencer``::
 
-    _base_ = './sam3_vit-l_1008_zeroshot.py'
+    _base_ = './sam3/sam3_vit-l_zeroshot_coco.py'
     model = dict(type='MixedPrecisionSAM3', test_cfg=dict(dtype='bfloat16'))
 
 It builds the plain ``SAM3`` from the same keyword arguments and applies

@@ -1,6 +1,6 @@
 """Interactive SAM 3: encode an image once, then answer any number of prompts from its features.
 
-    predictor = SAM3Predictor('configs/sam3_vit-l_1008_zeroshot.py',
+    predictor = SAM3Predictor('configs/sam3/sam3_vit-l_zeroshot_coco.py',
                               weights='checkpoints/sam3_vit-l_mmsam3.pth', dtype='bf16')
     predictor.set_image('demo.jpg')                  # image tower: once
     result = predictor.predict(texts='fish . shark')  # text tower + transformer + heads

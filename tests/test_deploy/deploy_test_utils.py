@@ -5,7 +5,7 @@ import os.path as osp
 import torch
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-MODEL_CFG = osp.join(REPO, 'configs', 'sam3_tiny_shapes.py')
+MODEL_CFG = osp.join(REPO, 'configs', 'sam3/sam3_tiny_scratch_1xb2-5k_shapes.py')
 DEPLOY_CFG = osp.join(REPO, 'configs', 'deploy',
                       'instance-seg_onnxruntime_static-168x168.py')
 SIZE = 168

@@ -1,7 +1,7 @@
 """tools/analysis_tools/analyze_logs.py on a real mmengine log of 6 tiny-SAM-3 iterations.
 
 The fixture ``tests/data/logs/sam3_tiny_shapes_6iters.json`` is the ``vis_data/scalars.json`` of
-``tools/train.py configs/sam3_tiny_shapes.py`` run for 6 iterations (logger interval 1,
+``tools/train.py configs/sam3/sam3_tiny_scratch_1xb2-5k_shapes.py`` run for 6 iterations (logger interval 1,
 validation every 3 iterations) on 4 synthetic-shapes images.
 """
 import json

@@ -11,8 +11,8 @@ from mmengine.config import Config
 from tests.utils import write_coco_split
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-ODINW = osp.join(REPO, 'configs/benchmarks/sam3_vit-l_1008_odinw13.py')
-RF100 = osp.join(REPO, 'configs/benchmarks/sam3_vit-l_1008_rf100-vl.py')
+ODINW = osp.join(REPO, 'configs/sam3/sam3_vit-l_zeroshot_odinw13.py')
+RF100 = osp.join(REPO, 'configs/sam3/sam3_vit-l_zeroshot_rf100-vl.py')
 TINY = osp.join(REPO, 'configs/_base_/models/sam3_tiny.py')
 
 # category names of the ODinW13 jsons (as in mmdet's ODinW configs)

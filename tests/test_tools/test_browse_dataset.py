@@ -11,7 +11,7 @@ from browse_dataset import (NEGATIVE_EXEMPLAR_COLOR, PAD_ALPHA, PAD_COLOR,
                             POSITIVE_EXEMPLAR_COLOR, TARGET_COLOR, draw_sample, main)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-CONFIG = osp.join(REPO, 'configs', 'sam3_tiny_shapes.py')
+CONFIG = osp.join(REPO, 'configs', 'sam3/sam3_tiny_scratch_1xb2-5k_shapes.py')
 SIZE = 168
 
 

@@ -13,7 +13,7 @@ from confusion_matrix import main
 from tests.utils import write_coco_split
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-CONFIG = osp.join(REPO, 'configs', 'sam3_tiny_shapes.py')
+CONFIG = osp.join(REPO, 'configs', 'sam3/sam3_tiny_scratch_1xb2-5k_shapes.py')
 CAR, BUS, BG = 0, 1, 2
 
 

@@ -6,7 +6,7 @@ import pytest
 from get_flops import build_model, count_complexity, main
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-CONFIG = osp.join(REPO, 'configs', 'sam3_tiny_shapes.py')
+CONFIG = osp.join(REPO, 'configs', 'sam3/sam3_tiny_scratch_1xb2-5k_shapes.py')
 
 
 @pytest.fixture(scope='module')

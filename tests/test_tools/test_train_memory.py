@@ -5,7 +5,7 @@ import os.path as osp
 import pytest
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-FROZEN, FULL = 'sam3_vit-l_frozen-towers_1xb1_coco.py', 'sam3_vit-l_full-ft_1xb1-rf100_coco.py'
+FROZEN, FULL = 'sam3/sam3_vit-l_frozen-towers_1xb1-1k_coco.py', 'sam3/sam3_vit-l_full-ft_1xb1-1k_rf100-vl.py'
 
 
 def _args(name, bpe_path):

@@ -12,7 +12,7 @@ from mmsam3.utils import safe_torch_load
 from tests.utils import free_port
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-CONFIG = osp.join(REPO, 'configs', 'sam3_tiny_shapes.py')
+CONFIG = osp.join(REPO, 'configs', 'sam3/sam3_tiny_scratch_1xb2-5k_shapes.py')
 
 
 def _run(cmd, cwd, env=None, timeout=900):

@@ -1,6 +1,6 @@
 """Draw the training samples of a SAM 3 config as the model receives them (after the pipeline).
 
-    python tools/analysis_tools/browse_dataset.py configs/sam3_tiny_shapes.py \
+    python tools/analysis_tools/browse_dataset.py configs/sam3/sam3_tiny_scratch_1xb2-5k_shapes.py \
         --output-dir work_dirs/browse --not-show [--max-samples 20] [--max-cols 4]
 
 One picture per sample, made of one panel per prompt (row-major, ``--max-cols`` panels a row,

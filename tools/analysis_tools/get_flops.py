@@ -1,6 +1,6 @@
 """Parameters and FLOPs of a SAM 3 config: the image tower, one prompt, and one image in total.
 
-    python tools/analysis_tools/get_flops.py configs/sam3_tiny_shapes.py
+    python tools/analysis_tools/get_flops.py configs/sam3/sam3_tiny_scratch_1xb2-5k_shapes.py
     python tools/analysis_tools/get_flops.py CONFIG --shape 1008 1008 --prompts 4
 
 From Python (the numbers of a built model, e.g. a teacher and its compressed student)::

@@ -6,7 +6,7 @@
 Steps (all through the real tools):
 1. ``tools/dataset_converters/make_shapes_dataset.py`` writes the dataset (an existing one is
    reused when it holds the categories of ``--preset``, and refused otherwise);
-2. ``tools/train.py configs/sam3_tiny_shapes.py`` trains the tiny model from scratch, evaluating
+2. ``tools/train.py configs/sam3/sam3_tiny_scratch_1xb2-5k_shapes.py`` trains the tiny model from scratch, evaluating
    with mmdet's ``CocoMetric`` (and cgF1) every ``--val-interval`` iterations;
 3. the training log becomes ``curve.png`` (loss and bbox AP50 against iterations);
 4. ``tools/demo.py`` draws the trained model's predictions on a validation image.
@@ -23,7 +23,7 @@ import sys
 import time
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-CONFIG = osp.join(REPO, 'configs', 'sam3_tiny_shapes.py')
+CONFIG = osp.join(REPO, 'configs', 'sam3/sam3_tiny_scratch_1xb2-5k_shapes.py')
 DEFAULT_BPE = osp.join(REPO, '..', 'shared', 'data', 'bpe_simple_vocab_16e6.txt.gz')
 
 

@@ -13,7 +13,7 @@ largest absolute difference of each output. Exits 1 when any difference exceeds 
 
 End to end (``--end-to-end IMAGE``): the image *file* through Meta's ``Sam3Processor`` (its own
 decode, torchvision resize and normalisation) versus through mmdet's ``DetInferencer`` with
-``configs/sam3_vit-l_1008_zeroshot.py`` (our pipeline: ``LoadImageFromFile``,
+``configs/sam3/sam3_vit-l_zeroshot_coco.py`` (our pipeline: ``LoadImageFromFile``,
 ``TorchvisionResize``, ``DetDataPreprocessor``), same converted weights, every query of every
 phrase kept (score_thr 0). Per phrase the queries are sorted by score and compared: scores, boxes
 (pixels of the original image) and the fraction of mask pixels that differ; queries whose scores
@@ -149,7 +149,7 @@ def run_parity(size='tiny', seed=0, image=None, cases=DEFAULT_CASES, bpe_path=No
     return diffs, report
 
 
-ZEROSHOT_CONFIG = 'configs/sam3_vit-l_1008_zeroshot.py'
+ZEROSHOT_CONFIG = 'configs/sam3/sam3_vit-l_zeroshot_coco.py'
 END_TO_END_TOLERANCES = dict(scores=1e-4, boxes_px=0.05, mask_pixels=1e-3)
 
 

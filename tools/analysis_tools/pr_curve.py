@@ -4,7 +4,7 @@ Same inputs as ``results_to_tables.py`` (a ``tools/test.py --out`` dump with its
 files, or COCO result jsons with ann files)::
 
     python tools/analysis_tools/pr_curve.py results.pkl \\
-        --config configs/benchmarks/sam3_vit-l_1008_odinw13.py --out-dir pr/ [--iou 0.5]
+        --config configs/sam3/sam3_vit-l_zeroshot_odinw13.py --out-dir pr/ [--iou 0.5]
     python tools/analysis_tools/pr_curve.py a.bbox.json --ann-file a=A.json --per-class-files
 
 Writes ``<out-dir>/<dataset>_pr.png`` per dataset: the overall curve (mean precision over the

@@ -8,7 +8,7 @@ evaluation):
   carries its ``dataset_name`` and is evaluated against that dataset's ann file and classes::
 
       python tools/analysis_tools/results_to_tables.py results.pkl \\
-          --config configs/benchmarks/sam3_vit-l_1008_odinw13.py --out-dir tables/
+          --config configs/sam3/sam3_vit-l_zeroshot_odinw13.py --out-dir tables/
 
 - a dump and ann files without the config (labels are taken as indices into each json's
   categories in json order, ``SAM3PromptCocoDataset``'s default classes)::

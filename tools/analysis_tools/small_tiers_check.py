@@ -6,7 +6,7 @@
 1. Meta's full image model is built with random weights (``mmsam3.testing.official_sam3``, needs
    the test-only ``sam3`` package), saved in the official checkpoint layout and converted with
    our converter: the teacher checkpoint, loaded strictly into
-   ``configs/sam3_vit-l_1008_zeroshot.py``;
+   ``configs/sam3/sam3_vit-l_zeroshot_coco.py``;
 2. ``tools/model_converters/compress_sam3.py`` compresses it into the identity student (the
    teacher's own config: its outputs must equal the teacher's to 1e-5) and into each
    ``configs/sam3_small`` tier; each result loads with ``strict=True`` into its tier config and
@@ -34,7 +34,7 @@ for sub in ('tools/analysis_tools', 'tools/model_converters', ''):
     if osp.join(REPO, sub) not in sys.path:
         sys.path.insert(0, osp.join(REPO, sub))
 
-TEACHER_CFG = 'configs/sam3_vit-l_1008_zeroshot.py'
+TEACHER_CFG = 'configs/sam3/sam3_vit-l_zeroshot_coco.py'
 TIERS = {
     'S': ('configs/sam3_small/sam3-small-s_vit16_672_zeroshot.py',
           'configs/sam3_small/sam3-small-s_vit16_672_distill_1xb1_coco.py'),

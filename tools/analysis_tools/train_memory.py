@@ -1,7 +1,7 @@
 """Peak memory of one SAM 3 training step for a config (model + optimizer wrapper as configured).
 
-    python tools/analysis_tools/train_memory.py configs/sam3_vit-l_full-ft_1xb1-rf100_coco.py
-    python tools/analysis_tools/train_memory.py configs/sam3_vit-l_lora_1xb1_coco.py --size tiny
+    python tools/analysis_tools/train_memory.py configs/sam3/sam3_vit-l_full-ft_1xb1-1k_rf100-vl.py
+    python tools/analysis_tools/train_memory.py configs/sam3/sam3_vit-l_lora_1xb1-1k_coco.py --size tiny
     python tools/analysis_tools/train_memory.py CONFIG --num-prompts 10 --cfg-options model.lora.r=8
 
 Builds the model and the optim wrapper from the config, runs ``model.train_step`` once at batch

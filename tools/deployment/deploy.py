@@ -2,7 +2,7 @@
 run the deployed model on an image beside the PyTorch model.
 
     python tools/deployment/deploy.py configs/deploy/instance-seg_onnxruntime_static-1008x1008.py \
-        configs/sam3_vit-l_1008_zeroshot.py checkpoints/sam3_vit-l_mmsam3.pth demo.jpg \
+        configs/sam3/sam3_vit-l_zeroshot_coco.py checkpoints/sam3_vit-l_mmsam3.pth demo.jpg \
         --work-dir work_dirs/sam3_onnx --texts "fish" "shark"
 
 Writes ``vision_tower.onnx``, ``text_tower.onnx``, ``prompt_decoder.onnx`` (large ones with a

@@ -1,7 +1,7 @@
 """Write the text-tower features of a fixed list of phrases to a cache file, so a deployed SAM 3
 can run without the text graph (devices where the 354M-parameter text tower does not fit).
 
-    python tools/deployment/encode_texts.py configs/sam3_vit-l_1008_zeroshot.py \
+    python tools/deployment/encode_texts.py configs/sam3/sam3_vit-l_zeroshot_coco.py \
         checkpoints/sam3_vit-l_mmsam3.pth --texts "fish" "shark" --out fish_shark.npz
     python tools/deployment/encode_texts.py CONFIG CKPT --texts-file phrases.txt --out cache.npz
 

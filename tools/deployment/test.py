@@ -2,7 +2,7 @@
 test dataloader and metrics (COCO box / mask AP, cgF1), as ``tools/test.py`` does for PyTorch.
 
     python tools/deployment/test.py configs/deploy/instance-seg_onnxruntime_static-1008x1008.py \
-        configs/sam3_vit-l_1008_zeroshot.py --model work_dirs/sam3_onnx/*.onnx \
+        configs/sam3/sam3_vit-l_zeroshot_coco.py --model work_dirs/sam3_onnx/*.onnx \
         work_dirs/sam3_onnx/sam3_graphs.json
 
 Like mmdeploy's ``tools/test.py``: the deployed model is wrapped as a model and run by mmdeploy's

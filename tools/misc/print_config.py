@@ -1,6 +1,6 @@
 """Print the whole (merged) config of an experiment, optionally saving it (mmdet's tool).
 
-    python tools/misc/print_config.py configs/sam3_tiny_shapes.py
+    python tools/misc/print_config.py configs/sam3/sam3_tiny_scratch_1xb2-5k_shapes.py
     python tools/misc/print_config.py CONFIG --cfg-options train_cfg.max_iters=100 \
         --save-path work_dirs/merged.py
 

@@ -7,7 +7,7 @@
         --tracker-from sam3.pt
     # transformers: loads with Sam3Model.from_pretrained('sam3_finetuned_hf')
     python tools/model_converters/mmsam3_to_sam3.py iter_1000.pth sam3_finetuned_hf \
-        --dst-format hf [--config configs/sam3_vit-l_1008_zeroshot.py]
+        --dst-format hf [--config configs/sam3/sam3_vit-l_zeroshot_coco.py]
 
 Meta's layout gets the detector's weights (``detector.*``) and the complex RoPE tables that
 Meta's ViT keeps as buffers, regenerated bit for bit from the ViT sizes (``--config``, default

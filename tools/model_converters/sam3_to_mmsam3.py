@@ -2,7 +2,7 @@
 
     python tools/model_converters/sam3_to_mmsam3.py sam3.pt checkpoints/sam3_vit-l_mmsam3.pth
     python tools/model_converters/sam3_to_mmsam3.py sam3.pt out.pth \
-        --verify configs/sam3_vit-l_1008_zeroshot.py      # also load it strictly into the model
+        --verify configs/sam3/sam3_vit-l_zeroshot_coco.py      # also load it strictly into the model
     python tools/model_converters/sam3_to_mmsam3.py sam3.1_multiplex.pt out.pth \
         --verify configs/_base_/models/sam3.1_vit-l.py
     python tools/model_converters/sam3_to_mmsam3.py facebook-sam3/ out.pth   # transformers folder

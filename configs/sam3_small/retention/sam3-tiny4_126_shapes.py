@@ -2,7 +2,7 @@
 # 126 px (9 x 9 tokens, one padded window row / column), under half the teacher's image-tower
 # FLOPs. Trained on ground truth only (from the compressed teacher, or from scratch) with this
 # config; distilled with sam3-tiny4_126_shapes_distill.py.
-_base_ = ['../../sam3_tiny_shapes.py']
+_base_ = ['../../sam3/sam3_tiny_scratch_1xb2-5k_shapes.py']
 
 input_size = 126
 model = dict(backbone=dict(img_size=input_size, depth=4, global_att_blocks=(1, 3)))

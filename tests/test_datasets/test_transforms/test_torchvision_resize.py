@@ -86,8 +86,8 @@ def test_every_evaluation_pipeline_uses_it():
     from mmengine.config import Config
 
     repo = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-    for name in ('sam3_vit-l_1008_zeroshot.py', 'benchmarks/sam3_vit-l_1008_odinw13.py',
-                 'benchmarks/sam3_vit-l_1008_rf100-vl.py'):
+    for name in ('sam3/sam3_vit-l_zeroshot_coco.py', 'sam3/sam3_vit-l_zeroshot_odinw13.py',
+                 'sam3/sam3_vit-l_zeroshot_rf100-vl.py'):
         cfg = Config.fromfile(osp.join(repo, 'configs', name))
         pipeline = cfg.test_dataloader.dataset.get('pipeline') or \
             cfg.test_dataloader.dataset.datasets[0].pipeline

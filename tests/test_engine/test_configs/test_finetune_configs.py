@@ -8,8 +8,8 @@ import torch
 from train_memory import apply_tiny_sizes
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-CONFIGS = ['sam3_vit-l_full-ft_1xb1-rf100_coco.py', 'sam3_vit-l_frozen-towers_1xb1_coco.py',
-           'sam3_vit-l_lora_1xb1_coco.py']
+CONFIGS = ['sam3/sam3_vit-l_full-ft_1xb1-1k_rf100-vl.py', 'sam3/sam3_vit-l_frozen-towers_1xb1-1k_coco.py',
+           'sam3/sam3_vit-l_lora_1xb1-1k_coco.py']
 
 
 def load(name, bpe_path=None):

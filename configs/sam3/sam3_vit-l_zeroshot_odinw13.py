@@ -1,7 +1,7 @@
 # SAM 3 (ViT-L, 1008) zero-shot box AP on ODinW13, as the SAM 3 paper reports it: COCO AP on each
 # of the 13 datasets and the mean over them.
 #
-#   python tools/test.py configs/benchmarks/sam3_vit-l_1008_odinw13.py \
+#   python tools/test.py configs/sam3/sam3_vit-l_zeroshot_odinw13.py \
 #       checkpoints/sam3_vit-l_mmsam3.pth
 #   ODINW13_DATA_ROOT=/data/odinw/ python tools/test.py ...   (or edit data_root below)
 #

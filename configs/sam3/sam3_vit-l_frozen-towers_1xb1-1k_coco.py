@@ -4,10 +4,10 @@
 # stay in eval mode. Recipe otherwise official (lrs of the remaining groups, schedule, clipping,
 # bf16). Add 'neck' to frozen_modules to also freeze the FPN convs.
 _base_ = [
-    './_base_/models/sam3_vit-l.py',
-    './_base_/datasets/sam3_coco_prompt.py',
-    './_base_/schedules/sam3_finetune.py',
-    './_base_/default_runtime.py',
+    '../_base_/models/sam3_vit-l.py',
+    '../_base_/datasets/sam3_coco_prompt.py',
+    '../_base_/schedules/sam3_finetune.py',
+    '../_base_/default_runtime.py',
 ]
 
 load_from = 'checkpoints/sam3_vit-l_mmsam3.pth'

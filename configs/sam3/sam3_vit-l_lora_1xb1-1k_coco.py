@@ -5,10 +5,10 @@
 # `base_layer` names); saved checkpoints hold base + adapter weights.
 # Adapters learn at the "transformer" lr (8e-5 x layer decay in the ViT; component_lr below).
 _base_ = [
-    './_base_/models/sam3_vit-l.py',
-    './_base_/datasets/sam3_coco_prompt.py',
-    './_base_/schedules/sam3_finetune.py',
-    './_base_/default_runtime.py',
+    '../_base_/models/sam3_vit-l.py',
+    '../_base_/datasets/sam3_coco_prompt.py',
+    '../_base_/schedules/sam3_finetune.py',
+    '../_base_/default_runtime.py',
 ]
 
 load_from = 'checkpoints/sam3_vit-l_mmsam3.pth'

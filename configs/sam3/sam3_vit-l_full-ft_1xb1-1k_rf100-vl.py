@@ -7,13 +7,13 @@
 # images per step with `--cfg-options optim_wrapper.accumulative_counts=2 train_cfg.max_iters=2000`
 # (and param_scheduler.0.end=2000).
 #   python tools/model_converters/sam3_to_mmsam3.py sam3.pt checkpoints/sam3_vit-l_mmsam3.pth
-#   python tools/train.py configs/sam3_vit-l_full-ft_1xb1-rf100_coco.py \
+#   python tools/train.py configs/sam3/sam3_vit-l_full-ft_1xb1-1k_rf100-vl.py \
 #       --cfg-options data_root=data/rf100/<dataset>/
 _base_ = [
-    './_base_/models/sam3_vit-l.py',
-    './_base_/datasets/sam3_roboflow.py',
-    './_base_/schedules/sam3_finetune.py',
-    './_base_/default_runtime.py',
+    '../_base_/models/sam3_vit-l.py',
+    '../_base_/datasets/sam3_roboflow.py',
+    '../_base_/schedules/sam3_finetune.py',
+    '../_base_/default_runtime.py',
 ]
 
 load_from = 'checkpoints/sam3_vit-l_mmsam3.pth'

@@ -1,7 +1,7 @@
 # SAM 3 (ViT-L, 1008) zero-shot box AP on RF100-VL, as the SAM 3 paper reports it: COCO AP on each
 # of the 100 datasets and the mean over them.
 #
-#   python tools/test.py configs/benchmarks/sam3_vit-l_1008_rf100-vl.py \
+#   python tools/test.py configs/sam3/sam3_vit-l_zeroshot_rf100-vl.py \
 #       checkpoints/sam3_vit-l_mmsam3.pth
 #   RF100VL_DATA_ROOT=/data/rf100-vl/ python tools/test.py ...   (or edit data_root below)
 #
