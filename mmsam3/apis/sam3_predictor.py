@@ -309,15 +309,9 @@ class SAM3Predictor:
         sample = self._sample(phrases, boxes, labels)
         prompts = PromptBatch.from_data_samples([sample])
         device = self.device
-        unique, text_ids = prompts.unique_texts()
-        txt_feats, txt_mask = self._text_features(unique)
-        text_ids = torch.as_tensor(text_ids, dtype=torch.long, device=device)
-        box_t, box_l, box_m = prompts.pack_boxes(self._input_shape, device)
-        img_ids = torch.zeros(len(prompts), dtype=torch.long, device=device)
+        tensors = prompts.to_tensors(self._text_features, self._input_shape, device)
         with self._autocast():
-            outputs = self.model.forward_prompt_feats(self.img_feats, img_ids,
-                                                      txt_feats[text_ids], txt_mask[text_ids],
-                                                      box_t, box_l, box_m)
+            outputs = self.model.forward_prompt_feats(self.img_feats, *tensors)
         outputs = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v
                    for k, v in outputs.items()}
         results = self.model.bbox_head.predict_by_feat(outputs, prompts, [sample],

@@ -202,11 +202,8 @@ class DeployedSAM3(BaseDetector):
     def forward_prompts(self, feats: Sequence[Tensor], prompts: PromptBatch,
                         batch_input_shape: Sequence[int]) -> Dict[str, Tensor]:
         """Text + decoder graphs for the prompts of one image -> ``SAM3Head`` raw outputs."""
-        unique, text_ids = prompts.unique_texts()
-        txt_feats, txt_mask = self.encode_texts(unique)
-        text_ids = torch.as_tensor(text_ids, dtype=torch.long)
-        txt_feats, txt_mask = txt_feats[text_ids], txt_mask[text_ids]
-        boxes, box_labels, box_mask = prompts.pack_boxes(tuple(batch_input_shape))
+        _, txt_feats, txt_mask, boxes, box_labels, box_mask = prompts.to_tensors(
+            self.encode_texts, batch_input_shape)
         if boxes.shape[1] == 0:  # the graph takes K >= 1: one padding box (masked out)
             n = boxes.shape[0]
             boxes, box_labels = boxes.new_zeros(n, 1, 4), box_labels.new_zeros(n, 1)

@@ -184,16 +184,10 @@ class SAM3(BaseDetector):
 
     def _head_inputs(self, batch_inputs: Tensor, prompts: PromptBatch) -> dict:
         """Towers and transformer for the prompts of a batch (one path for loss / predict /
-        _forward): the image tower once per image, the text tower once per distinct phrase."""
-        img_feats = self.extract_feat(batch_inputs)
-        device = batch_inputs.device
-        unique, text_ids = prompts.unique_texts()
-        txt_feats, txt_mask = self.encode_texts(unique)
-        text_ids = torch.as_tensor(text_ids, dtype=torch.long, device=device)
-        boxes, box_labels, box_mask = prompts.pack_boxes(tuple(batch_inputs.shape[-2:]), device)
-        img_ids = torch.as_tensor(prompts.img_ids, dtype=torch.long, device=device)
-        return self.forward_transformer(img_feats, img_ids, txt_feats[text_ids],
-                                        txt_mask[text_ids], boxes, box_labels, box_mask)
+        _forward); the image tower runs once per image."""
+        return self.forward_transformer(
+            self.extract_feat(batch_inputs),
+            *prompts.to_tensors(self.encode_texts, batch_inputs.shape[-2:], batch_inputs.device))
 
     def _prompts(self, batch_inputs: Tensor, batch_data_samples: SampleList) -> PromptBatch:
         self._check_inputs(batch_inputs)

@@ -141,14 +141,9 @@ class SAM3Distiller(SAM3):
                       prompts: PromptBatch) -> Dict[str, Tensor]:
         """Text tower + transformer + head of ``model`` for ``prompts`` on given image
         features (boxes are normalised, so any input size works)."""
-        device = batch_inputs.device
-        unique, text_ids = prompts.unique_texts()
-        txt_feats, txt_mask = model.encode_texts(unique)
-        text_ids = torch.as_tensor(text_ids, dtype=torch.long, device=device)
-        boxes, box_labels, box_mask = prompts.pack_boxes(tuple(batch_inputs.shape[-2:]), device)
-        img_ids = torch.as_tensor(prompts.img_ids, dtype=torch.long, device=device)
-        return model.forward_prompt_feats(img_feats, img_ids, txt_feats[text_ids],
-                                          txt_mask[text_ids], boxes, box_labels, box_mask)
+        return model.forward_prompt_feats(
+            img_feats, *prompts.to_tensors(model.encode_texts, batch_inputs.shape[-2:],
+                                           batch_inputs.device))
 
     @torch.no_grad()
     def teacher_outputs(self, batch_inputs: Tensor, prompts: PromptBatch):

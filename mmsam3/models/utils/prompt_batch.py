@@ -8,7 +8,7 @@ prompt index), ``prompt_boxes`` (one ``(K, 4)`` xyxy array per prompt, network-i
 """
 import warnings
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
 from mmdet.structures.bbox import bbox_xyxy_to_cxcywh
@@ -78,6 +78,26 @@ class PromptBatch:
         unique = list(dict.fromkeys(self.texts))
         index = {t: k for k, t in enumerate(unique)}
         return unique, [index[t] for t in self.texts]
+
+    def to_tensors(self, encode_texts: Callable[[List[str]], Tuple[Tensor, Tensor]],
+                   batch_input_shape: Sequence[int],
+                   device: Optional[torch.device] = None) -> Tuple[Tensor, ...]:
+        """The prompt inputs of ``SAM3.forward_transformer`` (all after ``img_feats``).
+
+        Args:
+            encode_texts: distinct phrases -> ``(N, L, C)`` features and ``(N, L)`` padding
+                mask (the text tower, a feature cache or a text graph); called once, on the
+                distinct phrases only.
+
+        Returns ``img_ids (B,)``, per-prompt ``txt_feats (B, L, C)`` and ``txt_mask (B, L)``, and
+        the packed exemplar boxes of :meth:`pack_boxes`.
+        """
+        unique, text_ids = self.unique_texts()
+        txt_feats, txt_mask = encode_texts(unique)
+        text_ids = torch.as_tensor(text_ids, dtype=torch.long, device=txt_feats.device)
+        boxes, box_labels, box_mask = self.pack_boxes(tuple(batch_input_shape), device)
+        img_ids = torch.as_tensor(self.img_ids, dtype=torch.long, device=device)
+        return img_ids, txt_feats[text_ids], txt_mask[text_ids], boxes, box_labels, box_mask
 
     def pack_boxes(self, batch_input_shape: Sequence[int],
                    device: Optional[torch.device] = None) -> Tuple[Tensor, Tensor, Tensor]:
