@@ -326,6 +326,8 @@ def official_rope_tables(embed_dims=1024, num_heads=16, img_size=1008, patch_siz
         t_x = (t % end).float() * scale
         t_y = torch.div(t, end, rounding_mode='floor').float() * scale
         ax, ay = torch.outer(t_x, freqs), torch.outer(t_y, freqs)
+        # Meta's checkpoint stores these tables as complex tensors: the exporter writes them
+        # (bit-identical to Meta's, which cos/sin would not be); no mmsam3 model uses them.
         return torch.cat([torch.polar(torch.ones_like(ax), ax),
                           torch.polar(torch.ones_like(ay), ay)], dim=-1)
 
