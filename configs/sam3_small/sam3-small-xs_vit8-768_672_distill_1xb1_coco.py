@@ -1,97 +1,29 @@
-# Distil SAM3-Small XS from the full SAM 3 (COCO-format data, labeled and / or unlabeled).
+# Distil SAM3-Small XS from the full SAM 3: the S recipe (data, schedule, losses, memory settings)
+# with the XS student's sizes, and its compressed text encoder trained (lr 2e-5), not frozen.
 #   1. python tools/model_converters/compress_sam3.py configs/sam3/sam3_vit-l_zeroshot_coco.py \
 #          checkpoints/sam3_vit-l_mmsam3.pth \
 #          configs/sam3_small/sam3-small-xs_vit8-768_672_zeroshot.py \
 #          checkpoints/sam3-small-xs_init.pth
 #   2. python tools/train.py configs/sam3_small/sam3-small-xs_vit8-768_672_distill_1xb1_coco.py
-# The checkpoints written are plain student checkpoints (the teacher is not part of them): test
-# or demo them with sam3-small-xs_vit8-768_672_zeroshot.py.
-# Loss = task losses where ground truth exists + neck-feature + decoder-output terms against the
-# teacher (SAM3DistillLoss). Memory: bf16 autocast, activation checkpointing in every stack, the
-# teacher stored in bf16; batch 1. The compressed text encoder trains (lr 2e-5).
-_base_ = [
-    '../_base_/models/sam3_vit-l.py',
-    '../_base_/datasets/sam3_coco_prompt.py',
-    '../_base_/schedules/sam3_finetune.py',
-    '../_base_/default_runtime.py',
-]
+# The checkpoints written are plain student checkpoints: test or demo them with
+# sam3-small-xs_vit8-768_672_zeroshot.py.
+_base_ = ['./sam3-small-s_vit16_672_distill_1xb1_coco.py']
 
-input_size = 672
 num_queries = 100
-teacher_config = 'configs/sam3/sam3_vit-l_zeroshot_coco.py'
-teacher_ckpt = 'checkpoints/sam3_vit-l_mmsam3.pth'
 load_from = 'checkpoints/sam3-small-xs_init.pth'  # compress_sam3.py output
 
 model = dict(
-    type='SAM3Distiller',
-    teacher_config=teacher_config,
-    teacher_ckpt=teacher_ckpt,
-    teacher_input_size=1008,  # the teacher sees its native resolution
-    teacher_dtype='bfloat16',
-    task_weight=1.0,
     match='auto',  # the student kept the teacher's first 100 queries: matched by index
     query_ids=list(range(num_queries)),
-    distill_loss=dict(type='SAM3DistillLoss', feat_mse_weight=1.0, feat_cos_weight=1.0,
-                      logit_weight=2.0, presence_weight=1.0, box_l1_weight=5.0,
-                      box_giou_weight=2.0, mask_bce_weight=1.0, mask_dice_weight=1.0,
-                      mask_topk=16),
-    backbone=dict(img_size=input_size, depth=8, global_att_blocks=(1, 3, 5, 7), embed_dims=768,
-                  num_heads=12, mlp_ratio=4.0, with_cp=True, drop_path_rate=0.0),
+    frozen_modules=(),
+    backbone=dict(depth=8, global_att_blocks=(1, 3, 5, 7), embed_dims=768, num_heads=12,
+                  mlp_ratio=4.0),
     neck=dict(in_channels=768),
     text_encoder=dict(layers=12, mlp_ratio=2.0, with_cp=True),
-    geometry_encoder=dict(with_cp=True),
-    encoder=dict(num_layers=3, dim_feedforward=1024, with_cp=True),
-    decoder=dict(num_layers=3, dim_feedforward=1024, num_queries=num_queries, with_cp=True),
+    encoder=dict(num_layers=3, dim_feedforward=1024),
+    decoder=dict(num_layers=3, dim_feedforward=1024, num_queries=num_queries),
     bbox_head=dict(
-        mask_head=dict(with_cp=True),
         criterion=dict(cls_loss=dict(type='SAM3IABCELoss', pad_n_queries=num_queries))))
 
-train_scales = [(s, s) for s in range(320, input_size + 1, 32)]
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True, poly2mask=True),
-    dict(type='FilterCrowds'),
-    dict(type='RandomChoiceResize', scales=train_scales, keep_ratio=False),
-    dict(type='RandomOffsetPad', size=input_size),
-    dict(type='FilterAnnotations', min_gt_bbox_wh=(0., 0.), keep_empty=False),
-    dict(type='BuildPromptQueries'),
-    dict(type='FilterPromptsWithTooManyTargets', max_num_targets=200),
-    dict(type='PackSAM3Inputs'),
-]
-# Unlabeled images (a COCO json with images and categories, no annotations): every category
-# name is a prompt and the teacher's outputs are the only targets. Concatenate with the labeled
-# set, e.g. train_dataloader.dataset = dict(type='ConcatDataset', datasets=[labeled, unlabeled]).
-unlabeled_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='RandomChoiceResize', scales=train_scales, keep_ratio=False),
-    dict(type='RandomOffsetPad', size=input_size),
-    dict(type='MarkUnlabeled'),
-    dict(type='BuildPromptQueries', prompt_all_classes=True),
-    dict(type='PackSAM3Inputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=False),
-    dict(type='TorchvisionResize', scale=(input_size, input_size), keep_ratio=False),
-    dict(type='BuildPromptQueries'),
-    dict(type='PackSAM3Inputs'),
-]
-train_dataloader = dict(batch_size=1, dataset=dict(pipeline=train_pipeline))
-val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
-test_dataloader = val_dataloader
-
-max_iters = 20000
-train_cfg = dict(max_iters=max_iters, val_interval=5000)
-default_hooks = dict(checkpoint=dict(interval=1000, max_keep_ckpts=2))
-# The student relearns what it lost: the official fine-tuning lrs x 4, no layer decay across the
-# shortened ViT.
 optim_wrapper = dict(
-    type='AmpOptimWrapper', dtype='bfloat16', loss_scale='dynamic',
-    optimizer=dict(lr=3.2e-4),
-    paramwise_cfg=dict(component_lr=dict(backbone=1e-4, neck=1e-4, text_encoder=2e-5),
-                       layer_decay=dict(rate=1.0)),
-    clip_grad=dict(max_norm=1.0, norm_type=2))
-param_scheduler = [
-    dict(type='InverseSquareRootLR', warmup_steps=500, cooldown_steps=1000, timescale=500,
-         begin=0, end=max_iters, by_epoch=False)
-]
+    paramwise_cfg=dict(component_lr=dict(backbone=1e-4, neck=1e-4, text_encoder=2e-5)))
