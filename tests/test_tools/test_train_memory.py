@@ -32,9 +32,12 @@ def test_train_memory_tiny(bpe_path, capsys):
         assert result['input_size'] == 168
         assert math.isfinite(result['loss']) and result['loss'] > 0
         assert 0 < result['trainable_m'] < result['params_m']
-        # The CPU figure is the growth of the process's peak RSS, which an earlier, higher peak
-        # of the same process hides; only the order of the two figures is certain here.
         assert result['peak_mb'] >= result['peak_above_weights_mb']
+        if 'VmHWM' in result['measure']:
+            # The peak is reset before each step, so the second config measured in this
+            # process is not hidden by the first one's higher peak: the step itself allocates
+            # activations, gradients and AdamW state.
+            assert result['peak_above_weights_mb'] > 1.0, result
         assert any('AmpOptimWrapper' in n for n in result['notes'])
         results[name] = result
     # Same model, except that the box-only full fine-tune has no mask head.

@@ -10,8 +10,9 @@ Builds the model and the optim wrapper from the config, runs ``model.train_step`
 so forward, backward and the optimizer step (AdamW state allocation included) are all counted.
 
 Reported peak: on CUDA ``torch.cuda.max_memory_allocated`` (total and above the pre-step
-allocation, i.e. weights); on CPU the growth of the process peak RSS (``resource.getrusage``;
-ru_maxrss, so a second step in the same process would report ~0). ``--size tiny`` swaps in the
+allocation, i.e. weights); on CPU the process's peak resident set (Linux ``VmHWM``, reset
+through ``/proc/self/clear_refs`` before the model is built, so what an earlier step or import
+touched does not hide the step's own peak; ``resource.getrusage`` where that is unavailable). ``--size tiny`` swaps in the
 sizes of ``configs/_base_/models/sam3_tiny.py`` (the smoke-test size). On CPU an
 ``AmpOptimWrapper`` is replaced by ``OptimWrapper`` (AMP needs CUDA), with a note.
 """
@@ -131,7 +132,32 @@ def synthetic_batch(size, num_prompts, with_masks):
     return dict(inputs=[img], data_samples=[sample])
 
 
+def _status_mb(field):
+    """A ``/proc/self/status`` size (``VmHWM``, ``VmRSS``) in MiB, or None off Linux."""
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith(field + ':'):
+                    return int(line.split()[1]) / 1024.0  # kB
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak_rss():
+    """Set the peak resident set back to the current one; False where the kernel refuses."""
+    try:
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')
+        return True
+    except OSError:
+        return False
+
+
 def _peak_rss_mb():
+    peak = _status_mb('VmHWM')
+    if peak is not None:
+        return peak
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
@@ -147,7 +173,8 @@ def measure(cfg, device=None, num_prompts=2):
         for key in ('dtype', 'loss_scale'):
             ow_cfg.pop(key, None)
         notes.append('AmpOptimWrapper -> OptimWrapper on CPU (AMP needs CUDA)')
-    rss0 = _peak_rss_mb()
+    resettable = _reset_peak_rss()
+    rss0 = _status_mb('VmRSS') if resettable else _peak_rss_mb()
     model = MODELS.build(cfg.model).to(device)
     model.train()
     wrapper = build_optim_wrapper(model, ow_cfg)
@@ -157,7 +184,11 @@ def measure(cfg, device=None, num_prompts=2):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     base_alloc = torch.cuda.memory_allocated() if str(device).startswith('cuda') else 0
-    rss1 = _peak_rss_mb()
+    if resettable:
+        _reset_peak_rss()
+        rss1 = _status_mb('VmRSS')
+    else:
+        rss1 = _peak_rss_mb()
     t0 = time.perf_counter()
     log_vars = model.train_step(data, optim_wrapper=wrapper)
     if str(device).startswith('cuda'):
@@ -176,7 +207,9 @@ def measure(cfg, device=None, num_prompts=2):
     else:
         rss2 = _peak_rss_mb()
         result.update(peak_mb=rss2 - rss0, peak_above_weights_mb=rss2 - rss1,
-                      measure='peak RSS growth (resource.getrusage)')
+                      peak_rss_mb=rss2,
+                      measure='peak RSS (VmHWM, reset before the step) above the RSS before '
+                      'the model' if resettable else 'peak RSS growth (resource.getrusage)')
     return result
 
 
