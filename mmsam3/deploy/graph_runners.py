@@ -108,6 +108,10 @@ class OnnxRuntimeGraphRunner(GraphRunner):
                                     'tools/deployment/deploy.py)')
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only (static-shape merge notes are noise)
+        # No CPU memory arena: each of the three sessions would otherwise keep its own peak
+        # (at 1008 the vision tower's global attention alone needs GBs, grown in powers of two)
+        # while the next graph runs; without it the process peak is one graph's, not the sum.
+        options.enable_cpu_mem_arena = False
         if num_threads:
             options.intra_op_num_threads = int(num_threads)
         providers = ['CPUExecutionProvider']

@@ -1,6 +1,7 @@
 """Full-size SAM 3 (1008², random weights) through the deploy tool's export: ONNX Runtime parity,
 external-data save / reload, and the TensorRT op audit on all three graphs. Slow (minutes, ~12 GB
 of RAM)."""
+import gc
 import os.path as osp
 
 import onnx
@@ -29,10 +30,12 @@ def test_full_size_export_parity_external_data_and_audit(bpe_path, tmp_path):
     deploy_cfg = osp.join(REPO, 'configs/deploy/instance-seg_tensorrt_static-1008x1008.py')
     manifest = export_sam3_graphs(deploy_cfg, model, work_dir)
     # The two towers are far above 512 MiB: weights in one .onnx.data file, and they reload.
+    # What stays in the .onnx file is the graph and its Constant nodes (the ViT's RoPE cos / sin
+    # tables, about 39 MB at 1008), far below protobuf's 2 GB limit.
     for name in ('vision_tower', 'text_tower'):
         assert manifest['graphs'][name]['external_data']
         path = osp.join(work_dir, f'{name}.onnx')
-        assert osp.getsize(path) < 16 * 2**20 and osp.getsize(path + '.data') > 2**30
+        assert osp.getsize(path) < 128 * 2**20 and osp.getsize(path + '.data') > 2**30
         onnx.checker.check_model(path)
         reloaded = onnx.load(path)  # reads the external data back
         assert sum(len(t.raw_data) for t in reloaded.graph.initializer) > 2**30
@@ -40,7 +43,6 @@ def test_full_size_export_parity_external_data_and_audit(bpe_path, tmp_path):
     for name in GRAPH_NAMES:
         report = audit_onnx(osp.join(work_dir, f'{name}.onnx'))
         assert report.ok, report.violations
-    deployed = DeployedSAM3(cfg, work_dir)
     x = torch.randn(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
     hw = (SIZE, SIZE)
     sample = DetDataSample(metainfo=dict(
@@ -48,8 +50,13 @@ def test_full_size_export_parity_external_data_and_audit(bpe_path, tmp_path):
         prompt_boxes=[[[100., 200., 400., 600.]], None], prompt_box_labels=[[1], None]))
     with torch.no_grad():
         ref = model._forward(x, [sample])
-        got = deployed._forward(x, [sample])
         a = model.predict(x, [sample.clone()])[0].pred_instances
+    # The PyTorch model goes before the ONNX Runtime sessions come (this machine has 24 GB).
+    del model
+    gc.collect()
+    deployed = DeployedSAM3(cfg, work_dir)
+    with torch.no_grad():
+        got = deployed._forward(x, [sample])
         b = deployed.predict(x, [sample.clone()])[0].pred_instances
     for key in ('logits', 'boxes', 'presence'):
         assert float((ref[key][-1:] - got[key]).abs().max()) <= 1e-3, key

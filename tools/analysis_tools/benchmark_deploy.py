@@ -66,6 +66,7 @@ def timed(fn):
 def main(argv=None):
     args = parse_args(argv)
     from mmsam3.deploy import MANIFEST_NAME, DeployedSAM3, export_sam3_graphs
+    from mmsam3.utils import proc_status_mib
     torch.set_num_threads(args.threads)
     torch.set_grad_enabled(False)
     model, cfg = build_model(args.size, args.bpe_path)
@@ -108,6 +109,10 @@ def main(argv=None):
     print(f'  10 / 1 prompts (onnxruntime):     {ten_vs_one:.3f}')
     print(f'  max |score diff| {float((a.scores[:n] - b.scores[:n]).abs().max()):.2e}, '
           f'max |box diff| {float((a.bboxes[:n] - b.bboxes[:n]).abs().max()):.2e} px')
+    peak = proc_status_mib('VmHWM')
+    if peak:
+        print(f'  peak resident memory of this process (PyTorch model + 3 sessions): '
+              f'{peak / 1024:.1f} GiB')
     return med
 
 

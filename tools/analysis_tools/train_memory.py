@@ -132,30 +132,9 @@ def synthetic_batch(size, num_prompts, with_masks):
     return dict(inputs=[img], data_samples=[sample])
 
 
-def _status_mb(field):
-    """A ``/proc/self/status`` size (``VmHWM``, ``VmRSS``) in MiB, or None off Linux."""
-    try:
-        with open('/proc/self/status') as f:
-            for line in f:
-                if line.startswith(field + ':'):
-                    return int(line.split()[1]) / 1024.0  # kB
-    except OSError:
-        pass
-    return None
-
-
-def _reset_peak_rss():
-    """Set the peak resident set back to the current one; False where the kernel refuses."""
-    try:
-        with open('/proc/self/clear_refs', 'w') as f:
-            f.write('5')
-        return True
-    except OSError:
-        return False
-
-
 def _peak_rss_mb():
-    peak = _status_mb('VmHWM')
+    from mmsam3.utils import proc_status_mib
+    peak = proc_status_mib('VmHWM')
     if peak is not None:
         return peak
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
@@ -173,8 +152,9 @@ def measure(cfg, device=None, num_prompts=2):
         for key in ('dtype', 'loss_scale'):
             ow_cfg.pop(key, None)
         notes.append('AmpOptimWrapper -> OptimWrapper on CPU (AMP needs CUDA)')
-    resettable = _reset_peak_rss()
-    rss0 = _status_mb('VmRSS') if resettable else _peak_rss_mb()
+    from mmsam3.utils import proc_status_mib, reset_peak_rss
+    resettable = reset_peak_rss()
+    rss0 = proc_status_mib('VmRSS') if resettable else _peak_rss_mb()
     model = MODELS.build(cfg.model).to(device)
     model.train()
     wrapper = build_optim_wrapper(model, ow_cfg)
@@ -185,8 +165,8 @@ def measure(cfg, device=None, num_prompts=2):
         torch.cuda.reset_peak_memory_stats()
     base_alloc = torch.cuda.memory_allocated() if str(device).startswith('cuda') else 0
     if resettable:
-        _reset_peak_rss()
-        rss1 = _status_mb('VmRSS')
+        reset_peak_rss()
+        rss1 = proc_status_mib('VmRSS')
     else:
         rss1 = _peak_rss_mb()
     t0 = time.perf_counter()
