@@ -119,6 +119,9 @@ def _save(tmp_path: str, out_path: str, external_mib: float) -> bool:
     if external:
         onnx.save_model(proto, out_path, save_as_external_data=True, all_tensors_to_one_file=True,
                         location=osp.basename(out_path) + '.data', size_threshold=1024)
+        # onnx creates the weights file owner-only (0600); give it the graph file's mode so
+        # that copying the export to a device as another user does not fail on it.
+        shutil.copymode(out_path, out_path + '.data')
     else:
         onnx.save_model(proto, out_path)
     onnx.checker.check_model(out_path)  # by path: works beyond 2 GB

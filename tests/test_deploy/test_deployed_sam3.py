@@ -175,3 +175,21 @@ def test_cache_of_another_model_is_refused(tiny_deployment, bpe_path, tmp_path):
     TextFeatureCache.from_model(other, ['red circle']).save(path)
     with pytest.raises(ValueError, match='another text tower.*encode_texts.py'):
         DeployedSAM3(tiny_deployment.cfg, tiny_deployment.work_dir, text_cache=path)
+
+
+def test_external_data_export_runs_and_is_readable_like_the_graph(tiny_deployment, tmp_path):
+    """The external-data path the full-size towers take (tested here on the tiny model by
+    lowering the threshold to 0 MiB): weights in ``<graph>.onnx.data`` with the graph file's
+    permissions, and the same outputs on ONNX Runtime."""
+    from mmsam3.deploy import export_sam3_graphs, load_deploy_cfg
+    cfg = load_deploy_cfg(tiny_deployment.deploy_cfg)
+    cfg.codebase_config.sam3.external_data_mib = 0
+    work_dir = str(tmp_path / 'external')
+    manifest = export_sam3_graphs(cfg, tiny_deployment.model, work_dir)
+    for name, entry in manifest['graphs'].items():
+        assert entry['external_data'], name
+        path = osp.join(work_dir, entry['file'])
+        assert os.stat(path + '.data').st_mode == os.stat(path).st_mode
+        assert os.path.getsize(path + '.data') > os.path.getsize(path) / 10
+    deployed = DeployedSAM3(tiny_deployment.cfg, work_dir)
+    assert_parity(tiny_deployment.model, deployed, image(3), sample(['red circle', 'dog']))
