@@ -84,6 +84,11 @@ class DeployedSAM3(BaseDetector):
         text_cache (str | TextFeatureCache, optional): phrases served without the text graph.
         device (str): where outputs live (``'cpu'``; TensorRT needs ``'cuda:N'``).
         num_threads (int, optional): ONNX Runtime intra-op threads.
+        prompts_per_run (int, optional): run the text and decoder graphs on at most this many
+            prompts at a time (default: the export's ``max_prompts``). Memory grows with it:
+            on ONNX Runtime (CPU) the 1008 px decoder materialises the fusion encoder's
+            attention, about 1.8 GB per prompt, so 10 prompts in one run need ~18 GB; smaller
+            runs cost the same time per prompt.
     """
 
     def __init__(self,
@@ -93,6 +98,7 @@ class DeployedSAM3(BaseDetector):
                  text_cache: Optional[Union[str, TextFeatureCache]] = None,
                  device: str = 'cpu',
                  num_threads: Optional[int] = None,
+                 prompts_per_run: Optional[int] = None,
                  init_cfg=None):
         if isinstance(model_cfg, str):
             model_cfg = Config.fromfile(model_cfg)
@@ -138,6 +144,10 @@ class DeployedSAM3(BaseDetector):
         self.max_prompts = min(self.max_prompts,
                                *[r.limits.get('num_prompts', self.max_prompts)
                                  for r in self.graphs.values()])
+        if prompts_per_run is not None:
+            if int(prompts_per_run) < 1:
+                raise ValueError(f'prompts_per_run must be >= 1, got {prompts_per_run}')
+            self.max_prompts = min(self.max_prompts, int(prompts_per_run))
 
     def _load_cache(self, text_cache) -> Optional[TextFeatureCache]:
         expected = self.manifest['graphs'].get('text_tower', {}).get('fingerprint')

@@ -135,6 +135,18 @@ def test_more_prompts_than_the_profile_run_in_chunks(tiny_deployment, deployed):
         deployed.graphs['text_tower'](token_ids=token_ids)
 
 
+def test_fewer_prompts_per_run_bound_memory_and_give_the_same_outputs(tiny_deployment):
+    small = DeployedSAM3(tiny_deployment.cfg, tiny_deployment.work_dir, prompts_per_run=1)
+    assert small.max_prompts == 1
+    assert_parity(tiny_deployment.model, small, image(6),
+                  sample(['red circle', 'blue square', 'green triangle']))
+    # never above what the graphs were exported for
+    assert DeployedSAM3(tiny_deployment.cfg, tiny_deployment.work_dir,
+                        prompts_per_run=64).max_prompts == 4
+    with pytest.raises(ValueError, match='prompts_per_run must be >= 1'):
+        DeployedSAM3(tiny_deployment.cfg, tiny_deployment.work_dir, prompts_per_run=0)
+
+
 # ------------------------------------------------------------------------------- bad input
 def test_wrong_image_size_names_the_fix(deployed):
     with pytest.raises(ValueError, match='exported for a 168x168 image.*140x140'):

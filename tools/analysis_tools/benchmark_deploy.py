@@ -34,6 +34,10 @@ def parse_args(argv=None):
     parser.add_argument('--warmup', type=int, default=1)
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--work-dir', help='graphs to reuse, or where to keep new ones')
+    parser.add_argument('--prompts-per-run', type=int, default=None,
+                        help='prompts per decoder run of the deployed model (memory bound; '
+                        'default: the export\'s max_prompts; 2 keeps a 1008 px run under '
+                        '~16 GB on ONNX Runtime)')
     parser.add_argument('--bpe-path', default=osp.join(REPO, '..', 'shared', 'data',
                                                        'bpe_simple_vocab_16e6.txt.gz'))
     return parser.parse_args(argv)
@@ -78,7 +82,8 @@ def main(argv=None):
         start = time.perf_counter()
         export_sam3_graphs(deploy_cfg, model, work_dir)
         print(f'export: {time.perf_counter() - start:.1f} s -> {work_dir}')
-    deployed = DeployedSAM3(cfg, work_dir, num_threads=args.threads)
+    deployed = DeployedSAM3(cfg, work_dir, num_threads=args.threads,
+                            prompts_per_run=args.prompts_per_run)
     x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
     hw = (size, size)
     one, ten = make_sample(PROMPTS[:1], hw), make_sample(PROMPTS, hw)
@@ -100,7 +105,8 @@ def main(argv=None):
     b = deployed.predict(x, [one.clone()])[0].pred_instances
     n = min(len(a), len(b))
     print(f'\nsize {args.size} ({size}x{size}), CPU, {args.threads} threads, median of '
-          f'{args.runs} runs after {args.warmup} warm-up')
+          f'{args.runs} runs after {args.warmup} warm-up, deployed model runs at most '
+          f'{deployed.max_prompts} prompts per decoder call')
     for k, v in med.items():
         print(f'  {k:<26} {v:8.3f} s   runs {[round(t, 3) for t in times[k]]}')
     ort_vs_torch = med['onnxruntime, 1 prompt'] / med['pytorch, 1 prompt']
