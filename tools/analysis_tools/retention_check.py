@@ -44,8 +44,8 @@ def parse_args(argv=None):
     p.add_argument('--val-images', type=int, default=40)
     p.add_argument('--teacher-iters', type=int, default=3000)
     p.add_argument('--teacher-ckpt', help='reuse a trained teacher (skips step 2)')
-    p.add_argument('--budget', type=float, default=240, help='seconds of training per student')
-    p.add_argument('--clock', choices=('wall', 'process'), default='wall',
+    p.add_argument('--budget', type=float, default=400, help='seconds of training per student')
+    p.add_argument('--clock', choices=('wall', 'process'), default='process',
                    help='what the budget counts: elapsed time, or CPU time of the training '
                         'process (equal compute on a machine shared with other jobs)')
     p.add_argument('--student-lr', type=float, default=1e-4,
