@@ -1,6 +1,7 @@
 """A SAM3-Small student reaches the edge the way the full model does: compressed by
-tools/model_converters/compress_sam3.py from its teacher, then exported by tools/deployment/deploy.py
-into the three graphs, whose ONNX Runtime outputs match the student in PyTorch."""
+tools/model_converters/compress_sam3.py from its teacher, then exported by
+tools/deployment/deploy.py into the three graphs, whose ONNX Runtime outputs match the student in
+PyTorch."""
 import importlib.util
 import json
 import os

@@ -12,9 +12,9 @@ so forward, backward and the optimizer step (AdamW state allocation included) ar
 Reported peak: on CUDA ``torch.cuda.max_memory_allocated`` (total and above the pre-step
 allocation, i.e. weights); on CPU the process's peak resident set (Linux ``VmHWM``, reset
 through ``/proc/self/clear_refs`` before the model is built, so what an earlier step or import
-touched does not hide the step's own peak; ``resource.getrusage`` where that is unavailable). ``--size tiny`` swaps in the
-sizes of ``configs/_base_/models/sam3_tiny.py`` (the smoke-test size). On CPU an
-``AmpOptimWrapper`` is replaced by ``OptimWrapper`` (AMP needs CUDA), with a note.
+touched does not hide the step's own peak; ``resource.getrusage`` where that is unavailable).
+``--size tiny`` swaps in the sizes of ``configs/_base_/models/sam3_tiny.py`` (the smoke-test
+size). On CPU an ``AmpOptimWrapper`` is replaced by ``OptimWrapper`` (AMP needs CUDA), with a note.
 """
 import argparse
 import os
