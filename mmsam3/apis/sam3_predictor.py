@@ -7,11 +7,14 @@
     result = predictor.predict(texts='fish', boxes=[[10, 20, 80, 90]], box_labels=[1])
 
 ``set_image`` runs the config's test pipeline (resize, pack), the data preprocessor (normalise,
-pad) and the image tower, and keeps the three neck levels and the sample's metainfo. ``predict``
-runs the detector's prompt stages on them (:meth:`SAM3.encode_texts`,
-:meth:`SAM3.forward_prompt_feats`, :meth:`SAM3Head.predict_by_feat`), so its results are those of
-``SAM3.predict`` / mmdet's ``DetInferencer`` on the same image and phrases. Text features are
-kept per phrase in a bounded LRU cache.
+pad) and the image tower, and keeps the three neck levels, the prompt stages' image-only terms
+(:meth:`SAM3.image_terms`: the fusion encoder's first self-attention, the pixel decoder's
+lateral convolutions) and the sample's metainfo. ``predict`` runs the detector's prompt stages
+on them (:meth:`SAM3.encode_texts`, :meth:`SAM3.forward_prompt_feats`,
+:meth:`SAM3Head.predict_by_feat`), so its results are those of ``SAM3.predict`` / mmdet's
+``DetInferencer`` on the same image and phrases (up to rounding). Text features are kept per
+phrase in a bounded LRU cache; the text tower skips the trailing padding of the phrases it
+encodes (``encode_texts(trim_padding=True)``).
 """
 import copy
 from collections import OrderedDict
@@ -107,7 +110,8 @@ class SAM3Predictor:
             resolve_dtype(dtype)  # refuse a bad dtype before the (slow) build
             model = init_detector(cfg, weights or cfg.get('load_from', None), device=device,
                                   palette='random')
-        for stage in ('extract_feat', 'encode_texts', 'forward_prompt_feats', 'bbox_head'):
+        for stage in ('extract_feat', 'image_terms', 'encode_texts', 'forward_prompt_feats',
+                      'bbox_head'):
             if not hasattr(model, stage):
                 raise TypeError(f'{type(model).__name__} has no `{stage}`: SAM3Predictor needs '
                                 'a SAM3 detector')
@@ -136,6 +140,7 @@ class SAM3Predictor:
     def reset_image(self) -> None:
         """Forget the image set last (its features and metainfo)."""
         self.img_feats: Optional[Tuple[Tensor, ...]] = None
+        self.image_terms: Optional[dict] = None
         self._metainfo: Optional[dict] = None
         self._input_shape: Optional[Tuple[int, int]] = None
 
@@ -185,6 +190,7 @@ class SAM3Predictor:
                              f'{patch})) or resize to a multiple')
         with self._autocast():
             self.img_feats = tuple(self.model.extract_feat(images))
+            self.image_terms = self.model.image_terms(self.img_feats)
         meta = dict(sample.metainfo)
         for key in ('texts', 'text', 'prompt_labels', 'prompt_boxes', 'prompt_box_labels'):
             meta.pop(key, None)
@@ -211,7 +217,7 @@ class SAM3Predictor:
         fresh = {}
         if missing:
             with self._autocast():
-                feats, masks = self.model.encode_texts(missing)
+                feats, masks = self.model.encode_texts(missing, trim_padding=True)
             fresh = {p: (feats[i], masks[i]) for i, p in enumerate(missing)}
         out = [fresh[p] if p in fresh else self._text_cache[p] for p in phrases]
         for p in phrases:  # most recently used last
@@ -311,7 +317,8 @@ class SAM3Predictor:
         device = self.device
         tensors = prompts.to_tensors(self._text_features, self._input_shape, device)
         with self._autocast():
-            outputs = self.model.forward_prompt_feats(self.img_feats, *tensors)
+            outputs = self.model.forward_prompt_feats(self.img_feats, *tensors,
+                                                      image_terms=self.image_terms)
         outputs = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v
                    for k, v in outputs.items()}
         results = self.model.bbox_head.predict_by_feat(outputs, prompts, [sample],

@@ -192,7 +192,10 @@ def test_det_inferencer_bf16_through_config(tiny_ckpt, image, bpe_path, tmp_path
     predictor = SAM3Predictor(cfg, weights=tiny_ckpt, device='cpu')
     assert predictor.dtype == torch.bfloat16
     got = predictor.set_image(image).predict(texts=PHRASES)
-    np.testing.assert_allclose(got['scores'], expected['scores'], rtol=0, atol=1e-6)
+    # Same model and dtype, but the predictor reorders sums (image terms kept from set_image,
+    # the text tower without trailing padding), so bf16 rounds differently: a few units of
+    # bf16 rounding (2^-9) through the sigmoid, as in test_bf16_on_cpu_close_to_fp32.
+    np.testing.assert_allclose(got['scores'], expected['scores'], rtol=0, atol=2e-3)
     fp32 = _inferencer_prediction(write_tiny_infer_config(tmp_path / 'fp32.py', bpe_path),
                                   tiny_ckpt, image, PHRASES)
     assert not np.array_equal(np.asarray(fp32['scores']), np.asarray(expected['scores']))

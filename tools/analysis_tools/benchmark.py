@@ -87,20 +87,27 @@ class StageTimer:
                 self.handles += [
                     modules[path].register_forward_pre_hook(self._pre(label)),
                     modules[path].register_forward_hook(self._post(label))]
-        head = model.bbox_head
-        original = head.predict_by_feat
+        self._wrapped = []
+        self._time_method(model.bbox_head, 'predict_by_feat', 'post-processing')
+        self._time_method(model, 'image_terms', 'image terms')
 
-        def timed_predict_by_feat(*args, **kwargs):
-            _sync(device)
+    def _time_method(self, owner, name, label):
+        original = getattr(owner, name)
+
+        def timed(*args, **kwargs):
+            _sync(self.device)
             start = time.perf_counter()
             out = original(*args, **kwargs)
-            _sync(device)
-            self.times['post-processing'] = (self.times.get('post-processing', 0.0) +
-                                             time.perf_counter() - start)
+            _sync(self.device)
+            self.times[label] = self.times.get(label, 0.0) + time.perf_counter() - start
             return out
 
-        head.predict_by_feat = timed_predict_by_feat
-        self._restore = lambda: delattr(head, 'predict_by_feat')
+        setattr(owner, name, timed)
+        self._wrapped.append((owner, name))
+
+    def _restore(self):
+        for owner, name in self._wrapped:
+            delattr(owner, name)
 
     def _pre(self, label):
         def hook(module, args):
@@ -123,10 +130,24 @@ class StageTimer:
 
 def stage_flops(model, run):
     """FLOPs of each stage (and in total) while ``run()`` executes."""
-    from torch.utils.flop_counter import FlopCounterMode
+    from get_flops import flop_counter_mode
 
-    with FlopCounterMode(display=False) as counter:
-        run()
+    counter = flop_counter_mode()
+    image_terms = model.image_terms
+    spent = []
+
+    def counted_image_terms(*args, **kwargs):  # a method, not a module: count it by difference
+        before = counter.get_total_flops()
+        out = image_terms(*args, **kwargs)
+        spent.append(counter.get_total_flops() - before)
+        return out
+
+    model.image_terms = counted_image_terms
+    try:
+        with counter:
+            run()
+    finally:
+        del model.image_terms
     counts = {k: sum(v.values()) for k, v in counter.get_flop_counts().items()}
     modules = dict(model.named_modules())
     out = {}
@@ -136,6 +157,7 @@ def stage_flops(model, run):
         top, _, rest = path.partition('.')
         key = type(modules[top]).__name__ + ('.' + rest if rest else '')
         out[label] = counts.get(key, 0)
+    out['image terms'] = sum(spent)
     out['total'] = counts.get('Global', 0)
     return out
 
@@ -274,11 +296,13 @@ def run_interactive(ours, cfg, device, runs, warmup, peak, meta):
         del predictor
 
     say()
-    say(f'stage profile, image + 1 phrase, median of {runs} (FLOPs from FlopCounterMode; '
+    say(f'stage profile, image + 1 phrase, median of {runs} (FLOPs from FlopCounterMode, '
+        'attention included; '
         '%peak = FLOPs / time / matmul peak of the dtype)')
     say(f'{"stage":18s} {"GFLOP":>9s} ' + ' '.join(f'{n + " s":>8s} {n + " %peak":>10s}'
                                                    for n in dtypes))
-    labels = [label for label, _ in STAGES] + ['post-processing']
+    labels = [label for label, _ in STAGES]
+    labels = labels[:2] + ['image terms'] + labels[2:] + ['post-processing']
     for label in labels + ['sum of stages']:
         gflop = (flops['total'] if label == 'sum of stages' else flops.get(label, 0)) / 1e9
         cells = []
@@ -293,7 +317,7 @@ def run_interactive(ours, cfg, device, runs, warmup, peak, meta):
     say(f'second phrase, predictor fp32 / Meta Sam3Processor.set_text_prompt: '
         f'{fp32["second"]:.3f} / {t_meta:.3f} s = {fp32["second"] / t_meta:.3f} '
         f'(Meta runs {[round(t, 3) for t in t_meta_runs]})')
-    image_gflop = sum(flops.get(k, 0) for k in ('ViT', 'neck')) / 1e9
+    image_gflop = sum(flops.get(k, 0) for k in ('ViT', 'neck', 'image terms')) / 1e9
     prompt_gflop = flops['total'] / 1e9 - image_gflop
     say(f'10 phrases / 1 phrase (image included, fp32): {fp32["ten"]:.3f} / {fp32["one"]:.3f} s '
         f'= {fp32["ten"] / fp32["one"]:.2f}x (FLOPs: image {image_gflop:.1f} + prompts '

@@ -100,9 +100,14 @@ class _ModulesThatRun:
         return {id(p) for m in self.modules for p in m.parameters(recurse=False)}
 
 
+def flop_counter_mode() -> flop_counter.FlopCounterMode:
+    """torch's FLOP counter, knowing the CPU attention kernel too (``benchmark.py`` uses it)."""
+    return flop_counter.FlopCounterMode(display=False, custom_mapping=_EXTRA_FLOP_FORMULAS)
+
+
 def _count(fn, model):
     """Run ``fn()`` under the FLOP counter: (FLOPs, attention FLOPs, ids of used parameters)."""
-    counter = flop_counter.FlopCounterMode(display=False, custom_mapping=_EXTRA_FLOP_FORMULAS)
+    counter = flop_counter_mode()
     with _ModulesThatRun(model) as ran, counter, torch.no_grad():
         fn()
     per_op = counter.get_flop_counts().get('Global', {})

@@ -77,7 +77,8 @@ class SAM3Head(BaseModule):
                 memory: Tensor,
                 feat_size: Sequence[int],
                 mlvl_feats: Sequence[Tensor] = (),
-                img_ids: Optional[Tensor] = None) -> Dict[str, Tensor]:
+                img_ids: Optional[Tensor] = None,
+                pixel_laterals: Optional[Sequence[Tensor]] = None) -> Dict[str, Tensor]:
         """Raw outputs (module doc) from the transformer's.
 
         Args:
@@ -89,13 +90,15 @@ class SAM3Head(BaseModule):
             memory (Tensor): fusion-encoder output ``(HW, B, C)`` of the ``feat_size`` map.
             mlvl_feats (Sequence[Tensor]): the neck levels finer than the encoder's, finest
                 first, ``(B_img, C, H_i, W_i)``; ``img_ids (B,)`` the image of each prompt.
+            pixel_laterals (Sequence[Tensor], optional): the mask head's per-image terms (see
+                :class:`SAM3MaskHead`), from :meth:`SAM3.image_terms`.
         """
         out = dict(logits=self.scoring_head(hs, prompt, prompt_mask), boxes=boxes,
                    presence=presence)
         if self.mask_head is not None:
             out.update(
                 self.mask_head(mlvl_feats, memory, feat_size, hs[-1], prompt, prompt_mask,
-                               img_ids))
+                               img_ids, pixel_laterals))
         return out
 
     # ------------------------------------------------------------------------------------------

@@ -12,6 +12,16 @@ The SAM 3 checkpoint has three pixel-decoder stages but only two FPN levels prec
 level, so ``conv_layers.2`` / ``norms.2`` are kept (strict load), never executed and frozen
 (``requires_grad=False``, so DDP runs without touching them); ``num_feature_levels``, which the
 detector sets from its neck, says how many stages run.
+
+Several prompts on one image. A stage computes ``conv(feat + up(out))``; the convolution is
+linear, so it equals ``conv(feat) + conv'(up(out))`` (``conv'`` without bias). ``conv(feat)``
+(the *lateral term*) depends on the image only and is computed once per image
+(:meth:`SAM3PixelDecoder.lateral_terms`); for a nearest x2 upsampling, ``conv'(up(out))`` is four
+2x2 convolutions of ``out`` at the coarse resolution, one per output pixel phase, which is 4/9 of
+the 3x3 convolution's work at the fine one. The mask head takes this path when its caller hands
+it the lateral terms, or by itself when it has at least two prompts per image and no gradients
+are needed (not while exporting a graph); the results are those of the direct path up to
+rounding.
 """
 from typing import Dict, List, Optional, Sequence
 
@@ -41,7 +51,9 @@ class SAM3PixelDecoder(nn.Module):
 
     Forward:
         feats: list of ``(B_i, C, H_i, W_i)``, finest first, coarsest (the start) last; batch
-        sizes must broadcast (1 or B). Returns ``(B, C, H_0, W_0)``.
+        sizes must broadcast (1 or B). ``laterals`` (optional): :meth:`lateral_terms` of
+        ``feats[:-1]``; then only ``feats[-1]`` is read (module doc). Returns
+        ``(B, C, H_0, W_0)``.
     """
 
     def __init__(self,
@@ -65,8 +77,42 @@ class SAM3PixelDecoder(nn.Module):
             self.conv_layers[stage].requires_grad_(False)
             self.norms[stage].requires_grad_(False)
 
-    def forward(self, feats: List[Tensor]) -> Tensor:
+    def lateral_terms(self, feats: Sequence[Tensor]) -> List[Tensor]:
+        """``conv_layers[stage](feat)`` of the levels finer than the start, in stage order.
+
+        Args:
+            feats: the finer levels, finest first (``feats[:-1]`` of :meth:`forward`).
+        """
+        return [self.conv_layers[stage](feat) for stage, feat in enumerate(reversed(feats))]
+
+    def _conv_of_upsampled(self, stage: int, x: Tensor, size: Sequence[int]) -> Tensor:
+        """``conv_layers[stage]`` without bias on ``x`` upsampled to ``size``."""
+        conv = self.conv_layers[stage]
+        h, w = x.shape[-2:]
+        if self.interpolation_mode != 'nearest' or tuple(size) != (2 * h, 2 * w):
+            return F.conv2d(F.interpolate(x, size=tuple(size), mode=self.interpolation_mode),
+                            conv.weight, None, conv.stride, conv.padding)
+        # Output pixel (2i + a, 2j + b) reads coarse rows {i - 1, i} (a = 0) or {i, i + 1}
+        # (a = 1); the 3x3 taps falling on the same coarse pixel add up to a 2x2 kernel.
+        weight = conv.weight
+        taps = weight.new_tensor([[[1, 0, 0], [0, 1, 1]], [[1, 1, 0], [0, 0, 1]]])  # (a, 2, 3)
+        kernel = torch.einsum('apu,oiuv,bqv->aboipq', taps, weight, taps)
+        c_out = weight.shape[0]
+        y = F.conv2d(F.pad(x, (1, 1, 1, 1)), kernel.reshape(4 * c_out, weight.shape[1], 2, 2))
+        y = y.unflatten(1, (2, 2, c_out))  # (B, a, b, C, h + 1, w + 1)
+        phases = torch.stack([
+            torch.stack([y[:, a, b, :, a:a + h, b:b + w] for b in (0, 1)], dim=-1)
+            for a in (0, 1)
+        ], dim=3)  # (B, C, h, a, w, b)
+        return phases.reshape(x.shape[0], c_out, 2 * h, 2 * w)
+
+    def forward(self, feats: List[Tensor], laterals: Optional[Sequence[Tensor]] = None) -> Tensor:
         out = feats[-1]
+        if laterals is not None:
+            for stage, lateral in enumerate(laterals):
+                out = lateral + self._conv_of_upsampled(stage, out, lateral.shape[-2:])
+                out = F.relu(self.norms[stage](out))
+            return out
         for stage, feat in enumerate(reversed(feats[:-1])):
             out = feat + F.interpolate(out, size=feat.shape[-2:], mode=self.interpolation_mode)
             out = F.relu(self.norms[stage](self.conv_layers[stage](out)))
@@ -94,7 +140,9 @@ class SAM3MaskHead(nn.Module):
         ``(H, W)`` map; queries ``(B, Q, C)`` last decoder layer (batch-first); prompt
         ``(S, B, C)``; prompt_mask ``(B, S)`` True = pad; img_ids ``(B,)`` long, image index of
         each prompt, used to gather FPN levels when ``B_img > 1`` (with ``B_img == 1`` the levels
-        broadcast, as in the official head).
+        broadcast, as in the official head); pixel_laterals (optional) the pixel decoder's
+        :meth:`~SAM3PixelDecoder.lateral_terms` of ``mlvl_feats``, kept by a caller that
+        answers many prompts on one image.
 
         Returns ``dict(pred_masks=(B, Q, H_0, W_0), semantic_seg=(B, 1, H_0, W_0))`` logits, at
         the finest level's resolution (stride 4 of the network input in SAM 3).
@@ -119,6 +167,17 @@ class SAM3MaskHead(nn.Module):
         self.semantic_seg_head = nn.Conv2d(embed_dims, 1, kernel_size=1)
         self.instance_seg_head = nn.Conv2d(embed_dims, embed_dims, kernel_size=1)
 
+    @staticmethod
+    def _shares_image_terms(mlvl_feats: Sequence[Tensor], num_prompts: int) -> bool:
+        """Whether to compute the pixel decoder's lateral terms once per image (module doc):
+        at least two prompts per image, inference, and not tracing a graph (whose prompt
+        count is dynamic)."""
+        if not mlvl_feats or torch.is_grad_enabled():
+            return False
+        if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+            return False
+        return num_prompts >= 2 * mlvl_feats[0].shape[0]
+
     def forward(self,
                 mlvl_feats: Sequence[Tensor],
                 memory: Tensor,
@@ -126,7 +185,8 @@ class SAM3MaskHead(nn.Module):
                 queries: Tensor,
                 prompt: Tensor,
                 prompt_mask: Optional[Tensor] = None,
-                img_ids: Optional[Tensor] = None) -> Dict[str, Tensor]:
+                img_ids: Optional[Tensor] = None,
+                pixel_laterals: Optional[Sequence[Tensor]] = None) -> Dict[str, Tensor]:
         if len(mlvl_feats) + 1 != self.pixel_decoder.num_feature_levels:
             raise ValueError(
                 f'SAM3MaskHead was built for {self.pixel_decoder.num_feature_levels} feature '
@@ -141,13 +201,19 @@ class SAM3MaskHead(nn.Module):
         h, w = int(feat_size[0]), int(feat_size[1])
         enc_map = memory.permute(1, 2, 0).reshape(bs, self.embed_dims, h, w)
 
-        feats = []
-        for feat in mlvl_feats:
+        def per_prompt(feat):
             if feat.shape[0] > 1 and img_ids is not None:
-                feat = feat[img_ids.to(feat.device)]
-            feats.append(feat)
-        feats.append(enc_map)
-        pixel_embed = maybe_checkpoint(self, self.pixel_decoder, feats)
+                return feat[img_ids.to(feat.device)]
+            return feat
+
+        if pixel_laterals is None and self._shares_image_terms(mlvl_feats, bs):
+            pixel_laterals = self.pixel_decoder.lateral_terms(mlvl_feats)
+        if pixel_laterals is not None:
+            pixel_embed = maybe_checkpoint(self, self.pixel_decoder, [enc_map],
+                                           [per_prompt(t) for t in pixel_laterals])
+        else:
+            feats = [per_prompt(feat) for feat in mlvl_feats] + [enc_map]
+            pixel_embed = maybe_checkpoint(self, self.pixel_decoder, feats)
 
         instance_embed = self.instance_seg_head(pixel_embed)
         mask_embed = self.mask_predictor['mask_embed'](queries)

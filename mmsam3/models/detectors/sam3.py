@@ -131,14 +131,49 @@ class SAM3(BaseDetector):
         """Image tower: the neck levels SAM 3 uses, finest first (strides 3.5, 7 and 14)."""
         return tuple(self.neck(self.backbone(batch_inputs)))
 
-    def encode_texts(self, texts: Sequence[str]) -> Tuple[Tensor, Tensor]:
-        """Text tower on phrases: ``(N, L, C)`` features and ``(N, L)`` padding mask."""
+    def encode_texts(self, texts: Sequence[str],
+                     trim_padding: bool = False) -> Tuple[Tensor, Tensor]:
+        """Text tower on phrases: ``(N, L, C)`` features and ``(N, L)`` padding mask.
+
+        With ``trim_padding`` and a causal text encoder (``text_encoder.causal``: a token's
+        feature depends on the tokens up to it only) the tower runs on the columns up to the
+        longest phrase's last token, and the padding positions get zero features. Nothing
+        downstream reads them (every consumer masks padding), so the prompt stages give the
+        same results up to rounding, for a fraction of the text tower's work on short phrases.
+        """
         device = next(self.text_encoder.parameters()).device
-        return self.text_encoder(self.tokenizer(list(texts)).to(device))
+        tokens = self.tokenizer(list(texts)).to(device)
+        if not (trim_padding and getattr(self.text_encoder, 'causal', False)):
+            return self.text_encoder(tokens)
+        used = (tokens != 0).any(0).nonzero()
+        length = int(used.max()) + 1 if len(used) else 1
+        feats, pad = self.text_encoder(tokens[:, :length])
+        full = feats.new_zeros(tokens.shape + feats.shape[-1:])
+        full[:, :length] = feats.masked_fill(pad[..., None], 0)
+        return full, tokens == 0
+
+    def image_terms(self, img_feats: Sequence[Tensor]) -> Dict[str, object]:
+        """The parts of the prompt stages that depend on the image only, for callers that
+        answer many prompts on one image (:class:`~mmsam3.apis.SAM3Predictor`): the fusion
+        encoder's first self-attention (``encoder_self_attn``) and the pixel decoder's lateral
+        terms (``pixel_laterals``). :meth:`forward_prompt_feats` takes them back as
+        ``image_terms``; its results are then those without them, up to rounding.
+        """
+        terms = {}
+        feat = img_feats[-1]
+        if hasattr(self.encoder, 'first_self_attn'):
+            pos = self.position_encoding(feat).to(feat.dtype)
+            terms['encoder_self_attn'] = self.encoder.first_self_attn(
+                feat.flatten(2).permute(2, 0, 1), pos.flatten(2).permute(2, 0, 1))
+        mask_head = getattr(self.bbox_head, 'mask_head', None)
+        if mask_head is not None and len(img_feats) > 1:
+            terms['pixel_laterals'] = tuple(mask_head.pixel_decoder.lateral_terms(img_feats[:-1]))
+        return terms
 
     def forward_transformer(self, img_feats: Sequence[Tensor], img_ids: Tensor,
                             txt_feats: Tensor, txt_mask: Tensor, boxes: Tensor,
-                            box_labels: Tensor, box_mask: Tensor) -> dict:
+                            box_labels: Tensor, box_mask: Tensor,
+                            image_terms: Optional[dict] = None) -> dict:
         """Geometry encoder, fusion encoder and decoder for ``B`` prompts.
 
         Args:
@@ -149,6 +184,8 @@ class SAM3(BaseDetector):
             boxes (Tensor): exemplar boxes ``(B, K, 4)`` normalised cxcywh, ``box_labels``
                 ``(B, K)`` long (1 positive, 0 negative), ``box_mask`` ``(B, K)`` True =
                 padding; ``K`` may be 0 (see :meth:`PromptBatch.pack_boxes`).
+            image_terms (dict, optional): :meth:`image_terms` of ``img_feats``, kept between
+                calls on the same image.
 
         Returns:
             dict: the keyword arguments of :meth:`SAM3Head.forward` (decoder outputs ``hs``,
@@ -158,29 +195,36 @@ class SAM3(BaseDetector):
         feat = img_feats[-1]
         h, w = feat.shape[-2:]
         pos = self.position_encoding(feat).to(feat.dtype)
-        src = feat.flatten(2).permute(2, 0, 1)[:, img_ids]  # (HW, B, C)
-        src_pos = pos.flatten(2).permute(2, 0, 1)[:, img_ids]
+        img_src = feat.flatten(2).permute(2, 0, 1)  # (HW, B_img, C)
+        img_pos = pos.flatten(2).permute(2, 0, 1)
+        src, src_pos = img_src[:, img_ids], img_pos[:, img_ids]  # (HW, B, C)
+        terms = image_terms or {}
         geo, geo_mask = self.geometry_encoder(
             boxes.transpose(0, 1).to(src.dtype), box_mask, box_labels.transpose(0, 1), src,
             src_pos, (h, w))
         prompt = torch.cat([txt_feats.transpose(0, 1).to(src.dtype), geo], dim=0)
         prompt_mask = torch.cat([txt_mask, geo_mask], dim=1)
-        memory, memory_pos = self.encoder(src, src_pos, prompt, prompt_mask)
+        # The encoder's first self-attention runs once per image (it never sees the prompt).
+        memory, memory_pos = self.encoder(img_src, img_pos, prompt, prompt_mask, img_ids=img_ids,
+                                          first_self_attn=terms.get('encoder_self_attn'))
         dec = self.decoder(memory, memory_pos, (h, w), prompt, prompt_mask)
         return dict(hs=dec['hs'], boxes=dec['pred_boxes'], presence=dec['presence_logits'],
                     prompt=prompt, prompt_mask=prompt_mask, memory=memory, feat_size=(h, w),
-                    mlvl_feats=tuple(img_feats[:-1]), img_ids=img_ids)
+                    mlvl_feats=tuple(img_feats[:-1]), img_ids=img_ids,
+                    pixel_laterals=terms.get('pixel_laterals'))
 
     def forward_prompt_feats(self, img_feats: Sequence[Tensor], img_ids: Tensor,
                              txt_feats: Tensor, txt_mask: Tensor, boxes: Tensor,
-                             box_labels: Tensor, box_mask: Tensor) -> Dict[str, Tensor]:
+                             box_labels: Tensor, box_mask: Tensor,
+                             image_terms: Optional[dict] = None) -> Dict[str, Tensor]:
         """Everything after the towers: :meth:`forward_transformer`, then the head's forward.
 
         Returns the raw outputs of :class:`SAM3Head` (``logits``, ``boxes``, ``presence``,
         ``pred_masks``, ``semantic_seg``).
         """
         return self.bbox_head(**self.forward_transformer(img_feats, img_ids, txt_feats, txt_mask,
-                                                         boxes, box_labels, box_mask))
+                                                         boxes, box_labels, box_mask,
+                                                         image_terms))
 
     def _head_inputs(self, batch_inputs: Tensor, prompts: PromptBatch) -> dict:
         """Towers and transformer for the prompts of a batch (one path for loss / predict /

@@ -110,12 +110,18 @@ class SAM3TextEncoder(BaseModule):
         official model returns it sequence first) and ``pad_mask`` ``(N, L)`` bool, True where
         ``token_ids == 0``.
 
+    ``causal = True``: a token's feature depends on the tokens up to it only, so the features
+    of the first ``L'`` positions of ``token_ids[:, :L']`` are those of the full ids (what
+    :meth:`SAM3.encode_texts` uses to skip trailing padding).
+
     Unlike the official code (``torch.empty`` left as is), ``positional_embedding`` and
     ``text_projection`` are initialised, so a model built without a checkpoint is finite. The
     from-scratch init is CLIP's: token embedding N(0, 0.02), positional N(0, 0.01), attention
     N(0, width^-0.5), output projections N(0, width^-0.5 (2 layers)^-0.5), ``c_fc``
     N(0, (2 width)^-0.5), zero biases.
     """
+
+    causal = True
 
     def __init__(self,
                  embed_dims: int = 256,

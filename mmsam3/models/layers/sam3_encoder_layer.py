@@ -76,11 +76,27 @@ class SAM3EncoderLayer(nn.Module):
                 memory_pos: Optional[Tensor] = None,
                 query_key_padding_mask: Optional[Tensor] = None,
                 memory_key_padding_mask: Optional[Tensor] = None) -> Tensor:
+        query = self.forward_self_attn(query, query_pos, query_key_padding_mask)
+        return self.forward_cross_ffn(query, memory, query_pos, memory_pos,
+                                      memory_key_padding_mask)
+
+    def forward_self_attn(self,
+                          query: Tensor,
+                          query_pos: Optional[Tensor] = None,
+                          query_key_padding_mask: Optional[Tensor] = None) -> Tensor:
+        """The self-attention sub-block alone (it never sees the ``memory``)."""
         x = self.norm1(query)
         qk = x + query_pos if (self.pos_at_self_attn and query_pos is not None) else x
-        query = query + self.dropout1(
+        return query + self.dropout1(
             self.self_attn(qk, qk, x, key_padding_mask=query_key_padding_mask))
 
+    def forward_cross_ffn(self,
+                          query: Tensor,
+                          memory: Tensor,
+                          query_pos: Optional[Tensor] = None,
+                          memory_pos: Optional[Tensor] = None,
+                          memory_key_padding_mask: Optional[Tensor] = None) -> Tensor:
+        """The cross-attention and FFN sub-blocks, after :meth:`forward_self_attn`."""
         x = self.norm2(query)
         q = x + query_pos if (self.pos_at_cross_attn_queries and query_pos is not None) else x
         k = (memory + memory_pos if

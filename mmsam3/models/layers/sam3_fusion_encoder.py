@@ -4,8 +4,15 @@ A stack of pre-norm :class:`SAM3EncoderLayer` over the image tokens of one featu
 self-attention (sine position added to queries and keys), cross-attention to the prompt tokens
 (text + geometry; no positions, padded tokens masked) and a ReLU FFN. There is no final norm and
 the prompt tokens are not updated.
+
+The first layer's self-attention sees the image tokens only, so it is the same for every prompt
+on an image: given ``img_ids`` (the image of each prompt) the encoder runs it once per image and
+gathers the prompts' copies afterwards; :meth:`first_self_attn` computes it alone, for callers
+that keep it between prompts (:class:`~mmsam3.apis.SAM3Predictor`).
 """
 from typing import Optional, Tuple
+
+import torch
 
 from mmdet.registry import MODELS
 from torch import Tensor, nn
@@ -32,7 +39,10 @@ class SAM3FusionEncoder(nn.Module):
     Forward:
         img_feats ``(HW, B, C)`` flattened row-major image tokens (sequence-first);
         img_pos ``(HW, B, C)`` their sine position; prompt ``(S, B, C)``; prompt_mask
-        ``(B, S)`` bool, True = padding.
+        ``(B, S)`` bool, True = padding. With ``img_ids`` ``(B,)`` long, ``img_feats`` and
+        ``img_pos`` are per image, ``(HW, B_img, C)``, and prompt ``b`` reads image
+        ``img_ids[b]``; ``first_self_attn`` (batch-first ``(B_img, HW, C)``, from
+        :meth:`first_self_attn`) replaces the first layer's self-attention.
         Returns ``(memory, pos)``, both ``(HW, B, C)`` sequence-first.
     """
 
@@ -64,15 +74,38 @@ class SAM3FusionEncoder(nn.Module):
             if p.dim() > 1:
                 nn.init.xavier_uniform_(p)
 
+    def first_self_attn(self, img_feats: Tensor, img_pos: Tensor) -> Tensor:
+        """The first layer's self-attention block on ``(HW, B_img, C)`` image tokens and
+        positions; ``(B_img, HW, C)`` batch-first (what :meth:`forward` takes back)."""
+        return maybe_checkpoint(self, self.layers[0].forward_self_attn, img_feats.transpose(0, 1),
+                                img_pos.transpose(0, 1))
+
     def forward(self,
                 img_feats: Tensor,
                 img_pos: Tensor,
                 prompt: Tensor,
-                prompt_mask: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
-        x = img_feats.transpose(0, 1)
-        pos = img_pos.transpose(0, 1)
+                prompt_mask: Optional[Tensor] = None,
+                img_ids: Optional[Tensor] = None,
+                first_self_attn: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         prompt_bf = prompt.transpose(0, 1)
-        for layer in self.layers:
+        if img_ids is None and first_self_attn is None:
+            x = img_feats.transpose(0, 1)
+            pos = img_pos.transpose(0, 1)
+            layers = self.layers
+        else:
+            if first_self_attn is None:
+                first_self_attn = self.first_self_attn(img_feats, img_pos)
+            elif first_self_attn.shape[1:] != img_feats.shape[:1] + img_feats.shape[2:]:
+                raise ValueError(f'first_self_attn {tuple(first_self_attn.shape)} does not fit '
+                                 f'image tokens {tuple(img_feats.shape)} (HW, B_img, C)')
+            ids = (torch.zeros(prompt.shape[1], dtype=torch.long, device=img_feats.device)
+                   if img_ids is None else img_ids.to(img_feats.device))
+            pos = img_pos.transpose(0, 1)[ids]
+            x = maybe_checkpoint(self, self.layers[0].forward_cross_ffn, first_self_attn[ids],
+                                 prompt_bf, query_pos=pos, memory_key_padding_mask=prompt_mask)
+            img_pos = pos.transpose(0, 1)
+            layers = self.layers[1:]
+        for layer in layers:
             x = maybe_checkpoint(self, layer, x, prompt_bf, query_pos=pos,
                                  memory_key_padding_mask=prompt_mask)
         return x.transpose(0, 1), img_pos

@@ -3,7 +3,7 @@ batch-1 FPN levels (broadcast) and per-image levels gathered by ``img_ids``."""
 import pytest
 import torch
 
-from mmsam3.models.dense_heads import SAM3MaskHead
+from mmsam3.models.dense_heads import SAM3MaskHead, SAM3PixelDecoder
 from tests.utils import randomize_parameters as _randomize
 
 D, HEADS, NQ = 32, 4, 5
@@ -80,3 +80,46 @@ def test_mask_head_backward():
     # Only two FPN levels precede the encoder map: the third stage is never used.
     assert head.pixel_decoder.conv_layers[2].weight.grad is None
     assert head.pixel_decoder.conv_layers[1].weight.grad.abs().max() > 0
+
+
+@pytest.mark.parametrize('fine', [(4 * H, 4 * W), (4 * H + 3, 4 * W - 1)], ids=['x2', 'other'])
+def test_pixel_decoder_lateral_terms_equal_direct(fine):
+    """``conv(feat + up(out)) = conv(feat) + conv'(up(out))``: the lateral path (2x2 phase
+    convolutions for a nearest x2 step, the plain convolution otherwise) equals the direct one,
+    with the per-image lateral terms broadcast over the prompts."""
+    torch.manual_seed(0)
+    dec = SAM3PixelDecoder(D, num_upsampling_stages=3, num_feature_levels=3)
+    _randomize(dec)
+    g = torch.Generator().manual_seed(3)
+    feats = [torch.randn(1, D, *fine, generator=g), torch.randn(1, D, 2 * H, 2 * W, generator=g),
+             torch.randn(3, D, H, W, generator=g)]
+    with torch.no_grad():
+        ref = dec(feats)
+        laterals = dec.lateral_terms(feats[:-1])
+        got = dec(feats[-1:], laterals)
+    assert [t.shape[0] for t in laterals] == [1, 1]
+    assert got.shape == ref.shape == (3, D, *fine)
+    assert (got - ref).abs().max() <= 1e-5
+
+
+def test_mask_head_shares_image_terms_only_when_it_pays():
+    """Two or more prompts per image at inference: lateral terms once per image, same outputs;
+    one prompt per image, or gradients on: the direct path."""
+    torch.manual_seed(0)
+    head = SAM3MaskHead(embed_dims=D, num_heads=HEADS).eval()
+    _randomize(head)
+    calls = []
+    original = head.pixel_decoder.lateral_terms
+    head.pixel_decoder.lateral_terms = lambda feats: calls.append(len(feats)) or original(feats)
+    fpn, memory, hs, prompt, mask, ids = _inputs(2, [0, 1, 1, 0])
+    with torch.no_grad():
+        shared = head(fpn[:-1], memory, (H, W), hs[-1], prompt, mask, img_ids=ids)
+    assert calls == [2]
+    direct = head(fpn[:-1], memory, (H, W), hs[-1], prompt, mask, img_ids=ids)
+    assert calls == [2]  # gradients enabled: direct path
+    for key in ('pred_masks', 'semantic_seg'):
+        assert (shared[key] - direct[key].detach()).abs().max() <= 1e-5
+    fpn, memory, hs, prompt, mask, ids = _inputs(2, [0, 1])
+    with torch.no_grad():
+        head(fpn[:-1], memory, (H, W), hs[-1], prompt, mask, img_ids=ids)
+    assert calls == [2]  # one prompt per image: nothing to share

@@ -156,6 +156,30 @@ def test_several_prompts_run_image_tower_once(bpe_path):
     assert set(res[1].pred_instances.label_names) == {'x'}
 
 
+def test_image_terms_and_trimmed_text_give_the_same_outputs(bpe_path):
+    """What SAM3Predictor keeps per image (:meth:`SAM3.image_terms`) and its text tower without
+    trailing padding reproduce the plain prompt stages."""
+    from mmsam3.models.utils import PromptBatch
+
+    model = build_tiny(bpe_path).eval()
+    texts = ['red apple', 'a very small striped cat on a mat']
+    with torch.no_grad():
+        full, full_mask = model.encode_texts(texts)
+        trimmed, trimmed_mask = model.encode_texts(texts, trim_padding=True)
+        assert torch.equal(trimmed_mask, full_mask) and trimmed.shape == full.shape
+        assert (trimmed - full)[~full_mask].abs().max() <= 1e-5
+        assert trimmed[full_mask].abs().max() == 0  # padding: zeros, never read
+        feats = model.extract_feat(torch.randn(1, 3, SIZE, SIZE))
+        tensors = PromptBatch.from_data_samples([make_sample(texts)]).to_tensors(
+            model.encode_texts, (SIZE, SIZE), torch.device('cpu'))
+        ref = model.forward_prompt_feats(feats, *tensors)
+        terms = model.image_terms(feats)
+        assert set(terms) == {'encoder_self_attn', 'pixel_laterals'}
+        got = model.forward_prompt_feats(feats, *tensors, image_terms=terms)
+    for key in ('logits', 'boxes', 'presence', 'pred_masks', 'semantic_seg'):
+        assert (got[key] - ref[key]).abs().max() <= 1e-4, key
+
+
 def test_text_str_like_det_inferencer():
     from mmsam3.models.utils import PromptBatch
     from mmsam3.utils import parse_text_prompt

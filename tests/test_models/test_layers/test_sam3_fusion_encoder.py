@@ -102,3 +102,30 @@ def test_fusion_encoder_forward_backward():
     assert prompt.grad[2:4, 0].abs().max() == 0
     for name, p in enc.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
+
+
+def test_first_self_attention_runs_once_per_image():
+    """With ``img_ids`` the image-only first self-attention runs per image, then is gathered;
+    a kept :meth:`first_self_attn` gives the same memory; one of another shape is refused."""
+    torch.manual_seed(0)
+    enc = SAM3FusionEncoder(num_layers=2, embed_dims=D, num_heads=HEADS, dim_feedforward=FFN)
+    enc.init_weights()
+    enc.eval()
+    feats, pos, _, _ = _inputs(bs=2)
+    _, _, prompt, mask = _inputs(bs=3, seed=2)
+    ids = torch.tensor([1, 0, 1])
+    calls = []
+    enc.layers[0].self_attn.register_forward_hook(lambda m, a, o: calls.append(a[0].shape))
+    with torch.no_grad():
+        ref, ref_pos = enc(feats[:, ids], pos[:, ids], prompt, mask)
+        calls.clear()
+        got, got_pos = enc(feats, pos, prompt, mask, img_ids=ids)
+        assert [c[0] for c in calls] == [2]  # two images, not three prompts
+        kept = enc.first_self_attn(feats, pos)
+        again, _ = enc(feats, pos, prompt, mask, img_ids=ids, first_self_attn=kept)
+    assert got.shape == ref.shape == (H * W, 3, D)
+    assert (got - ref).abs().max() <= 1e-5
+    assert torch.equal(got_pos, ref_pos)
+    assert torch.equal(again, got)
+    with pytest.raises(ValueError, match='first_self_attn'):
+        enc(feats, pos, prompt, mask, img_ids=ids, first_self_attn=kept[:, :-1])
