@@ -77,6 +77,11 @@ class SAM3Predictor:
             fp32. Applied to the model with :func:`set_inference_dtype`.
         text_cache_size (int): phrases whose text features are kept (least recently used
             dropped first).
+        prompts_per_run (int, optional): prompts per run of the prompt stages (all phrases
+            of a call still share one text-tower run). Default: the config's
+            ``model.test_cfg.prompts_per_run`` if set, else 1 on a CPU (there one prompt at a
+            time is faster than a batch: the batch's large buffers cost page faults; see the
+            README's benchmark) and all at once on a GPU.
     """
 
     def __init__(self,
@@ -84,9 +89,14 @@ class SAM3Predictor:
                  weights: Optional[str] = None,
                  device: Optional[str] = None,
                  dtype: Union[str, torch.dtype, None] = None,
-                 text_cache_size: int = 256):
+                 text_cache_size: int = 256,
+                 prompts_per_run: Optional[int] = None):
         if text_cache_size < 0:
             raise ValueError(f'text_cache_size must be >= 0, got {text_cache_size}')
+        if prompts_per_run is not None and (not isinstance(prompts_per_run, int)
+                                            or prompts_per_run < 1):
+            raise ValueError(f'prompts_per_run must be None or an int >= 1, got '
+                             f'{prompts_per_run!r}')
         if isinstance(model_or_config, nn.Module):
             model = model_or_config
             cfg = getattr(model, 'cfg', None)
@@ -124,6 +134,11 @@ class SAM3Predictor:
         init_default_scope(cfg.get('default_scope', 'mmdet') or 'mmdet')
         self.pipeline = Compose(_inference_pipeline(cfg))
         self.text_cache_size = text_cache_size
+        if prompts_per_run is None:
+            prompts_per_run = self.model.bbox_head.test_cfg.get('prompts_per_run')
+        if prompts_per_run is None and self.device.type == 'cpu':
+            prompts_per_run = 1
+        self.prompts_per_run = prompts_per_run
         self._text_cache: 'OrderedDict[str, Tuple[Tensor, Tensor]]' = OrderedDict()
         self.text_cache_hits = 0
         self.text_cache_misses = 0
@@ -318,7 +333,8 @@ class SAM3Predictor:
         tensors = prompts.to_tensors(self._text_features, self._input_shape, device)
         with self._autocast():
             outputs = self.model.forward_prompt_feats(self.img_feats, *tensors,
-                                                      image_terms=self.image_terms)
+                                                      image_terms=self.image_terms,
+                                                      prompts_per_run=self.prompts_per_run)
         outputs = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v
                    for k, v in outputs.items()}
         results = self.model.bbox_head.predict_by_feat(outputs, prompts, [sample],

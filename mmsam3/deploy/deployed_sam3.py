@@ -28,6 +28,7 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope, init_default_scope
 from torch import Tensor
 
+from ..models.dense_heads.sam3_head import SAM3Head
 from ..models.utils.prompt_batch import PromptBatch
 from .export_graphs import GRAPH_NAMES, OUTPUT_TO_HEAD_KEY
 from .graph_exporter import MANIFEST_NAME, read_manifest
@@ -225,11 +226,8 @@ class DeployedSAM3(BaseDetector):
                 feat_s4=feats[0], feat_s8=feats[1], feat_s16=feats[2],
                 text_feats=txt_feats[s:e], text_mask=txt_mask[s:e], boxes=boxes[s:e],
                 box_labels=box_labels[s:e], box_mask=box_mask[s:e]))
-        out = {}
-        for name in chunks[0]:
-            axis = 1 if name in ('logits', 'pred_boxes', 'presence') else 0
-            out[OUTPUT_TO_HEAD_KEY.get(name, name)] = torch.cat([c[name] for c in chunks], axis)
-        return out
+        return SAM3Head.concat_outputs([{OUTPUT_TO_HEAD_KEY.get(k, k): v for k, v in c.items()}
+                                        for c in chunks])
 
     # ------------------------------------------------------------------------------------------
     # the mmdet triad

@@ -217,3 +217,21 @@ def test_predictor_on_a_built_model_with_a_model_only_config(bpe_path, image):
     assert types == ['InferencerLoader', 'TorchvisionResize', 'PackSAM3Inputs']
     result = predictor.set_image(image).predict(texts='red box')
     assert len(result['scores']) == 20 and result['masks'].shape == (20, 100, 150)
+
+
+def test_prompts_per_run(tiny_cfg, tiny_ckpt, image):
+    """One prompt per run on a CPU by default; any chunk size gives the same detections."""
+    from mmsam3.apis import SAM3Predictor
+
+    one = SAM3Predictor(tiny_cfg, weights=tiny_ckpt, device='cpu')
+    assert one.prompts_per_run == 1
+    many = SAM3Predictor(tiny_cfg, weights=tiny_ckpt, device='cpu', prompts_per_run=8)
+    texts = PHRASES + ' . blue square'
+    a = one.set_image(image).predict(texts=texts)
+    b = many.set_image(image).predict(texts=texts)
+    np.testing.assert_array_equal(a['labels'], b['labels'])
+    np.testing.assert_allclose(a['scores'], b['scores'], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(a['bboxes'], b['bboxes'], rtol=0, atol=1e-4)
+    for bad in (0, 1.5):
+        with pytest.raises(ValueError, match='prompts_per_run'):
+            SAM3Predictor(tiny_cfg, weights=tiny_ckpt, device='cpu', prompts_per_run=bad)

@@ -43,8 +43,13 @@ class SAM3Head(BaseModule):
         criterion (dict, optional): :class:`SAM3Criterion` config; needed by ``loss``.
         train_cfg (dict, optional): kept for mmdet compatibility (nothing is read from it).
         test_cfg (dict, optional): ``score_thr`` (0.0), ``max_per_prompt`` (-1: all queries),
-            ``max_per_img`` (100), ``mask_thr`` (0.5, on probabilities), ``with_masks`` (True).
+            ``max_per_img`` (100), ``mask_thr`` (0.5, on probabilities), ``with_masks`` (True),
+            ``prompts_per_run`` (None: all prompts of a batch in one run of the prompt stages;
+            N: at most N per run, which bounds memory; read by :meth:`SAM3.predict`).
     """
+
+    # Axis of the prompts in each raw output (module doc).
+    PROMPT_AXIS = dict(logits=1, boxes=1, presence=1, pred_masks=0, semantic_seg=0)
 
     def __init__(self,
                  num_queries: int,
@@ -61,8 +66,25 @@ class SAM3Head(BaseModule):
         self.criterion = MODELS.build(criterion) if criterion is not None else None
         self.train_cfg = dict(train_cfg or {})
         self.test_cfg = dict(score_thr=0.0, max_per_prompt=-1, max_per_img=100, mask_thr=0.5,
-                             with_masks=True)
+                             with_masks=True, prompts_per_run=None)
         self.test_cfg.update(test_cfg or {})
+        per_run = self.test_cfg['prompts_per_run']
+        if per_run is not None and (not isinstance(per_run, int) or per_run < 1):
+            raise ValueError(f'test_cfg.prompts_per_run must be None or an int >= 1, got '
+                             f'{per_run!r}')
+
+    @classmethod
+    def concat_outputs(cls, chunks: Sequence[Dict[str, Optional[Tensor]]]) -> Dict[str, Tensor]:
+        """Raw outputs of consecutive runs on prompt chunks -> those of one run on all."""
+        out = {}
+        for key, first in chunks[0].items():
+            if first is None:
+                out[key] = None
+            elif key not in cls.PROMPT_AXIS:
+                raise KeyError(f'SAM3Head.concat_outputs: unknown raw output {key!r}')
+            else:
+                out[key] = torch.cat([c[key] for c in chunks], cls.PROMPT_AXIS[key])
+        return out
 
     @property
     def with_masks(self) -> bool:

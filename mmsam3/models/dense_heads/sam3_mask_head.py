@@ -5,7 +5,8 @@
 2. A pixel decoder upsamples it (nearest, x2 per stage) and adds the finer FPN levels, each stage
    followed by ``conv_layers.{i}`` 3x3 + ``norms.{i}`` GroupNorm(8) + ReLU.
 3. ``instance_seg_head`` (1x1 conv) gives per-pixel embeddings; mask logits are the dot products
-   with ``mask_predictor.mask_embed(queries)``; ``semantic_seg_head`` (1x1 conv) gives one
+   with ``mask_predictor.mask_embed(queries)`` (computed with the 1x1 convolution applied to the
+   query embeddings instead, the same linear map on Q vectors rather than every pixel); ``semantic_seg_head`` (1x1 conv) gives one
    semantic logit map per prompt.
 
 The SAM 3 checkpoint has three pixel-decoder stages but only two FPN levels precede the encoder
@@ -85,13 +86,15 @@ class SAM3PixelDecoder(nn.Module):
         """
         return [self.conv_layers[stage](feat) for stage, feat in enumerate(reversed(feats))]
 
-    def _conv_of_upsampled(self, stage: int, x: Tensor, size: Sequence[int]) -> Tensor:
-        """``conv_layers[stage]`` without bias on ``x`` upsampled to ``size``."""
+    def _add_conv_of_upsampled(self, stage: int, lateral: Tensor, x: Tensor) -> Tensor:
+        """``lateral`` + ``conv_layers[stage]`` without bias on ``x`` upsampled to the size of
+        ``lateral`` (whose batch broadcasts over ``x``'s)."""
         conv = self.conv_layers[stage]
         h, w = x.shape[-2:]
-        if self.interpolation_mode != 'nearest' or tuple(size) != (2 * h, 2 * w):
-            return F.conv2d(F.interpolate(x, size=tuple(size), mode=self.interpolation_mode),
-                            conv.weight, None, conv.stride, conv.padding)
+        size = tuple(lateral.shape[-2:])
+        if self.interpolation_mode != 'nearest' or size != (2 * h, 2 * w):
+            return lateral + F.conv2d(F.interpolate(x, size=size, mode=self.interpolation_mode),
+                                      conv.weight, None, conv.stride, conv.padding)
         # Output pixel (2i + a, 2j + b) reads coarse rows {i - 1, i} (a = 0) or {i, i + 1}
         # (a = 1); the 3x3 taps falling on the same coarse pixel add up to a 2x2 kernel.
         weight = conv.weight
@@ -100,18 +103,20 @@ class SAM3PixelDecoder(nn.Module):
         c_out = weight.shape[0]
         y = F.conv2d(F.pad(x, (1, 1, 1, 1)), kernel.reshape(4 * c_out, weight.shape[1], 2, 2))
         y = y.unflatten(1, (2, 2, c_out))  # (B, a, b, C, h + 1, w + 1)
-        phases = torch.stack([
-            torch.stack([y[:, a, b, :, a:a + h, b:b + w] for b in (0, 1)], dim=-1)
-            for a in (0, 1)
-        ], dim=3)  # (B, C, h, a, w, b)
-        return phases.reshape(x.shape[0], c_out, 2 * h, 2 * w)
+        bs = max(x.shape[0], lateral.shape[0])
+        out = y.new_empty((bs, ) + tuple(lateral.shape[1:]))
+        out.copy_(lateral)  # broadcasts over the prompts
+        phases = out.view(bs, c_out, h, 2, w, 2)
+        for a in (0, 1):
+            for b in (0, 1):
+                phases[:, :, :, a, :, b] += y[:, a, b, :, a:a + h, b:b + w]
+        return out
 
     def forward(self, feats: List[Tensor], laterals: Optional[Sequence[Tensor]] = None) -> Tensor:
         out = feats[-1]
         if laterals is not None:
             for stage, lateral in enumerate(laterals):
-                out = lateral + self._conv_of_upsampled(stage, out, lateral.shape[-2:])
-                out = F.relu(self.norms[stage](out))
+                out = F.relu(self.norms[stage](self._add_conv_of_upsampled(stage, lateral, out)))
             return out
         for stage, feat in enumerate(reversed(feats[:-1])):
             out = feat + F.interpolate(out, size=feat.shape[-2:], mode=self.interpolation_mode)
@@ -215,7 +220,12 @@ class SAM3MaskHead(nn.Module):
             feats = [per_prompt(feat) for feat in mlvl_feats] + [enc_map]
             pixel_embed = maybe_checkpoint(self, self.pixel_decoder, feats)
 
-        instance_embed = self.instance_seg_head(pixel_embed)
         mask_embed = self.mask_predictor['mask_embed'](queries)
-        pred_masks = torch.einsum('bqc,bchw->bqhw', mask_embed, instance_embed)
+        # mask = embed . (W pixel + b) = (embed W) . pixel + embed . b: the 1x1 convolution
+        # ``instance_seg_head`` moves onto the Q query vectors instead of every pixel.
+        conv = self.instance_seg_head
+        query_side = mask_embed @ conv.weight.flatten(1).to(mask_embed.dtype)
+        offset = mask_embed @ conv.bias.to(mask_embed.dtype)
+        pred_masks = torch.einsum('bqc,bchw->bqhw', query_side.to(pixel_embed.dtype),
+                                  pixel_embed) + offset[..., None, None].to(pixel_embed.dtype)
         return dict(pred_masks=pred_masks, semantic_seg=self.semantic_seg_head(pixel_embed))

@@ -216,15 +216,34 @@ class SAM3(BaseDetector):
     def forward_prompt_feats(self, img_feats: Sequence[Tensor], img_ids: Tensor,
                              txt_feats: Tensor, txt_mask: Tensor, boxes: Tensor,
                              box_labels: Tensor, box_mask: Tensor,
-                             image_terms: Optional[dict] = None) -> Dict[str, Tensor]:
+                             image_terms: Optional[dict] = None,
+                             prompts_per_run: Optional[int] = None) -> Dict[str, Tensor]:
         """Everything after the towers: :meth:`forward_transformer`, then the head's forward.
+
+        With ``prompts_per_run`` the prompts go through in consecutive chunks of at most that
+        many (the image terms computed once, when gradients are off) and the outputs are
+        concatenated: the same results, with memory bounded by the chunk (and on a CPU often
+        faster: large per-prompt buffers cost page faults).
 
         Returns the raw outputs of :class:`SAM3Head` (``logits``, ``boxes``, ``presence``,
         ``pred_masks``, ``semantic_seg``).
         """
-        return self.bbox_head(**self.forward_transformer(img_feats, img_ids, txt_feats, txt_mask,
-                                                         boxes, box_labels, box_mask,
-                                                         image_terms))
+        num = len(img_ids)
+        if prompts_per_run is None or num <= prompts_per_run:
+            return self.bbox_head(**self.forward_transformer(
+                img_feats, img_ids, txt_feats, txt_mask, boxes, box_labels, box_mask,
+                image_terms))
+        if prompts_per_run < 1:
+            raise ValueError(f'prompts_per_run must be >= 1, got {prompts_per_run}')
+        if image_terms is None and not torch.is_grad_enabled():
+            image_terms = self.image_terms(img_feats)
+        chunks = []
+        for start in range(0, num, prompts_per_run):
+            part = slice(start, start + prompts_per_run)
+            chunks.append(self.bbox_head(**self.forward_transformer(
+                img_feats, img_ids[part], txt_feats[part], txt_mask[part], boxes[part],
+                box_labels[part], box_mask[part], image_terms)))
+        return self.bbox_head.concat_outputs(chunks)
 
     def _head_inputs(self, batch_inputs: Tensor, prompts: PromptBatch) -> dict:
         """Towers and transformer for the prompts of a batch (one path for loss / predict /
@@ -269,8 +288,12 @@ class SAM3(BaseDetector):
         prompts = self._prompts(batch_inputs, batch_data_samples)
         batch_input_shape = tuple(batch_inputs.shape[-2:])
         if len(prompts):
-            results = self.bbox_head.predict(self._head_inputs(batch_inputs, prompts), prompts,
-                                             batch_data_samples, batch_input_shape, rescale)
+            outputs = self.forward_prompt_feats(
+                self.extract_feat(batch_inputs),
+                *prompts.to_tensors(self.encode_texts, batch_input_shape, batch_inputs.device),
+                prompts_per_run=self.bbox_head.test_cfg.get('prompts_per_run'))
+            results = self.bbox_head.predict_by_feat(outputs, prompts, batch_data_samples,
+                                                     batch_input_shape, rescale)
         else:
             results = self.bbox_head.predict_by_feat({}, prompts, batch_data_samples,
                                                      batch_input_shape, rescale)

@@ -122,7 +122,7 @@ class SAM3DecoderLayer(nn.Module):
         # 4. FFN, kept out of autocast (the official layer runs it in fp32 under AMP).
         with torch.autocast(device_type=tgt.device.type, enabled=False):
             x = tgt.to(self.linear1.weight.dtype)
-            tgt2 = self.linear2(self.dropout3(F.relu(self.linear1(x))))
+            tgt2 = self.linear2(self.dropout3(F.relu(self.linear1(x), inplace=True)))
         tgt = self.norm3(tgt + self.dropout4(tgt2))
 
         if presence is not None:

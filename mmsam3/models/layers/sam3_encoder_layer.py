@@ -105,5 +105,5 @@ class SAM3EncoderLayer(nn.Module):
             self.cross_attn_image(q, k, memory, key_padding_mask=memory_key_padding_mask))
 
         x = self.norm3(query)
-        x = self.linear2(self.dropout(F.relu(self.linear1(x))))
+        x = self.linear2(self.dropout(F.relu(self.linear1(x), inplace=True)))
         return query + self.dropout3(x)

@@ -180,6 +180,37 @@ def test_image_terms_and_trimmed_text_give_the_same_outputs(bpe_path):
         assert (got[key] - ref[key]).abs().max() <= 1e-4, key
 
 
+def test_prompts_per_run_chunks_give_the_same_outputs(bpe_path):
+    """Prompt stages in chunks (``prompts_per_run``, ``test_cfg.prompts_per_run``) equal one run;
+    a bad chunk size is refused."""
+    from mmsam3.models.utils import PromptBatch
+
+    model = build_tiny(bpe_path).eval()
+    samples = [make_sample(['red apple', 'dog', 'cat']), make_sample(['tree', 'dog'])]
+    inputs = torch.randn(2, 3, SIZE, SIZE)
+    with torch.no_grad():
+        feats = model.extract_feat(inputs)
+        tensors = PromptBatch.from_data_samples(samples).to_tensors(
+            model.encode_texts, (SIZE, SIZE), torch.device('cpu'))
+        ref = model.forward_prompt_feats(feats, *tensors)
+        got = model.forward_prompt_feats(feats, *tensors, prompts_per_run=2)
+        ref_pred = model.predict(inputs, copy.deepcopy(samples))
+        model.bbox_head.test_cfg['prompts_per_run'] = 1
+        got_pred = model.predict(inputs, copy.deepcopy(samples))
+    assert set(got) == set(ref)
+    for key in ('logits', 'boxes', 'presence', 'pred_masks', 'semantic_seg'):
+        assert got[key].shape == ref[key].shape
+        assert (got[key] - ref[key]).abs().max() <= 1e-4, key
+    for r, g in zip(ref_pred, got_pred):
+        assert r.pred_instances.label_names == g.pred_instances.label_names
+        torch.testing.assert_close(g.pred_instances.scores, r.pred_instances.scores,
+                                   rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match='prompts_per_run'):
+        build_tiny(bpe_path, test_cfg=dict(prompts_per_run=0))
+    with pytest.raises(KeyError, match='unknown raw output'):
+        model.bbox_head.concat_outputs([dict(logits=ref['logits'], extra=ref['logits'])])
+
+
 def test_text_str_like_det_inferencer():
     from mmsam3.models.utils import PromptBatch
     from mmsam3.utils import parse_text_prompt
