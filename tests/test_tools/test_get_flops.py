@@ -41,12 +41,13 @@ def test_counts_are_positive_and_consistent(tiny):
         assert r.prompt_attention_flops > 0
         assert 0 < r.image_params < r.total_params and 0 < r.prompt_params < r.total_params
         assert r.image_params + r.prompt_params <= r.total_params
-        assert r.total_flops == pytest.approx(r.image_flops + r.num_prompts * r.prompt_flops,
-                                              rel=1e-9)
-    # the image tower does not depend on the prompts; the prompt part grows with them
-    assert r2.image_flops == r1.image_flops
-    assert r2.total_flops - r2.image_flops == pytest.approx(
-        2 * (r1.total_flops - r1.image_flops), rel=0.01)
+        assert r.image_terms_flops > 0  # once per image, counted apart from the prompts
+        assert r.total_flops == pytest.approx(
+            r.image_flops + r.image_terms_flops + r.num_prompts * r.prompt_flops, rel=1e-9)
+    # the image tower and terms do not depend on the prompts; the prompt part grows with them
+    assert r2.image_flops == r1.image_flops and r2.image_terms_flops == r1.image_terms_flops
+    once = r1.image_flops + r1.image_terms_flops
+    assert r2.total_flops - once == pytest.approx(2 * (r1.total_flops - once), rel=0.01)
     assert r2.prompt_flops == pytest.approx(r1.prompt_flops, rel=0.01)
     assert r2.prompt_params == r1.prompt_params
 

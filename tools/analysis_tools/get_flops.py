@@ -13,9 +13,12 @@ What is measured, on one image of ``H x W`` (default: the backbone's ``img_size`
 ``N`` text prompts, each its own phrase, without exemplar boxes:
 
 - image tower: ``model.extract_feat(inputs)``, once per image whatever the number of prompts;
-- total: ``model._forward(inputs, data_samples)`` (image tower + everything after it);
-- per prompt: ``(total - image tower) / N``: text tower, geometry encoder, fusion encoder,
-  decoder and heads for one prompt.
+- image terms: ``model.image_terms(feats)``, the prompt stages' parts that depend on the image
+  only (the fusion encoder's first self-attention, the pixel decoder's lateral convolutions),
+  also once per image;
+- per prompt: ``model.forward_prompt_feats(..., image_terms=...)`` with the text tower, divided
+  by N: text tower, geometry encoder, fusion encoder, decoder and heads for one prompt;
+- total: the three, as an image-once predictor (``SAM3Predictor``) spends them.
 
 FLOPs come from ``torch.utils.flop_counter.FlopCounterMode``: one multiply-add is 2 FLOPs
 (fvcore and mmengine's ``get_model_complexity_info`` count multiply-adds, half these figures).
@@ -68,14 +71,17 @@ class ComplexityReport:
     image_params: int
     prompt_params: int
     total_params: int
+    image_terms_flops: int = 0
+    image_terms_attention_flops: int = 0
 
     @property
     def prompt_flops(self) -> float:
-        return (self.total_flops - self.image_flops) / self.num_prompts
+        return (self.total_flops - self.image_flops - self.image_terms_flops) / self.num_prompts
 
     @property
     def prompt_attention_flops(self) -> float:
-        return (self.total_attention_flops - self.image_attention_flops) / self.num_prompts
+        return (self.total_attention_flops - self.image_attention_flops -
+                self.image_terms_attention_flops) / self.num_prompts
 
 
 class _ModulesThatRun:
@@ -130,7 +136,9 @@ def count_complexity(model: torch.nn.Module, shape: Sequence[int],
                      num_prompts: int = 1) -> ComplexityReport:
     """FLOPs and parameters of ``model`` (an mmsam3 ``SAM3``) on one ``shape = (H, W)`` image.
 
-    The model is put in eval mode; inputs live on the device of its parameters.
+    ``image_*`` is the image tower, ``image_terms_*`` :meth:`SAM3.image_terms` (the prompt
+    stages' parts that depend on the image only, computed once per image), and the rest is per
+    prompt. The model is put in eval mode; inputs live on the device of its parameters.
     """
     h, w = (int(s) for s in shape)
     if num_prompts < 1:
@@ -143,12 +151,34 @@ def count_complexity(model: torch.nn.Module, shape: Sequence[int],
     device = next(model.parameters()).device
     inputs = torch.randn(1, 3, h, w, device=device)
     samples = _prompt_samples((h, w), num_prompts)
+    # Parameters by tower: those the image tower uses, and the rest of a forward.
     image_flops, image_attn, image_ids = _count(lambda: model.extract_feat(inputs), model)
-    total_flops, total_attn, run_ids = _count(lambda: model._forward(inputs, samples), model)
+    _, _, run_ids = _count(lambda: model._forward(inputs, samples), model)
+    # The rest as an image-once predictor spends it: the prompt stages' image-only terms
+    # (SAM3.image_terms) once, then each prompt, so the prompt part is linear in the prompts.
+    with torch.no_grad():
+        feats = model.extract_feat(inputs)
+        terms = model.image_terms(feats) if hasattr(model, 'image_terms') else None
+    terms_flops, terms_attn = 0, 0
+    if terms is not None:
+        terms_flops, terms_attn, _ = _count(lambda: model.image_terms(feats), model)
+    from mmsam3.models.utils import PromptBatch
+
+    def prompts():
+        tensors = PromptBatch.from_data_samples(samples).to_tensors(model.encode_texts, (h, w),
+                                                                    device)
+        if terms is None:
+            return model.forward_prompt_feats(feats, *tensors)
+        return model.forward_prompt_feats(feats, *tensors, image_terms=terms)
+
+    prompt_flops, prompt_attn, _ = _count(prompts, model)
+    total_flops = image_flops + terms_flops + prompt_flops
+    total_attn = image_attn + terms_attn + prompt_attn
     sizes = {id(p): p.numel() for p in model.parameters()}
     return ComplexityReport(
         shape=(h, w), num_prompts=num_prompts, image_flops=image_flops, total_flops=total_flops,
         image_attention_flops=image_attn, total_attention_flops=total_attn,
+        image_terms_flops=terms_flops, image_terms_attention_flops=terms_attn,
         image_params=sum(sizes[i] for i in image_ids if i in sizes),
         prompt_params=sum(sizes[i] for i in run_ids - image_ids if i in sizes),
         total_params=sum(sizes.values()))
@@ -195,6 +225,8 @@ def format_table(report: ComplexityReport, title: str = '') -> str:
     n = report.num_prompts
     rows = [('image tower (extract_feat)', _millions(report.image_params),
              _giga(report.image_flops), _giga(report.image_attention_flops)),
+            ('image terms (image_terms, once per image)', '-',
+             _giga(report.image_terms_flops), _giga(report.image_terms_attention_flops)),
             ('per prompt', _millions(report.prompt_params), _giga(report.prompt_flops),
              _giga(report.prompt_attention_flops)),
             (f'total, {n} prompt{"s" if n > 1 else ""}', _millions(report.total_params),

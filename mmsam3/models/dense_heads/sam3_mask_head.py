@@ -6,8 +6,8 @@
    followed by ``conv_layers.{i}`` 3x3 + ``norms.{i}`` GroupNorm(8) + ReLU.
 3. ``instance_seg_head`` (1x1 conv) gives per-pixel embeddings; mask logits are the dot products
    with ``mask_predictor.mask_embed(queries)`` (computed with the 1x1 convolution applied to the
-   query embeddings instead, the same linear map on Q vectors rather than every pixel); ``semantic_seg_head`` (1x1 conv) gives one
-   semantic logit map per prompt.
+   query embeddings instead: the same linear map on Q vectors rather than on every pixel);
+   ``semantic_seg_head`` (1x1 conv) gives one semantic logit map per prompt.
 
 The SAM 3 checkpoint has three pixel-decoder stages but only two FPN levels precede the encoder
 level, so ``conv_layers.2`` / ``norms.2`` are kept (strict load), never executed and frozen

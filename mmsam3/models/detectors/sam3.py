@@ -15,8 +15,10 @@ optionally with exemplar boxes)::
 Stages, each callable with tensors (the deployed model exports exactly these):
 ``extract_feat`` (image tower), ``text_encoder`` (token ids -> features), ``forward_transformer``
 (geometry encoder, fusion encoder, decoder) and ``bbox_head`` (:class:`SAM3Head`);
-``forward_prompt_feats`` chains the last two. The image tower runs once per image and the text
-tower once per distinct phrase, whatever the number of prompts. Prompts come from each
+``forward_prompt_feats`` chains the last two (in chunks of ``prompts_per_run`` prompts when
+asked). The image tower runs once per image and the text tower once per distinct phrase, whatever
+the number of prompts; :meth:`SAM3.image_terms` are the parts of the prompt stages that depend on
+the image only, for callers that keep them between prompts. Prompts come from each
 ``DetDataSample`` (see :class:`~mmsam3.models.utils.PromptBatch`).
 """
 import copy
@@ -228,13 +230,13 @@ class SAM3(BaseDetector):
         Returns the raw outputs of :class:`SAM3Head` (``logits``, ``boxes``, ``presence``,
         ``pred_masks``, ``semantic_seg``).
         """
+        if prompts_per_run is not None and prompts_per_run < 1:
+            raise ValueError(f'prompts_per_run must be >= 1, got {prompts_per_run}')
         num = len(img_ids)
         if prompts_per_run is None or num <= prompts_per_run:
             return self.bbox_head(**self.forward_transformer(
                 img_feats, img_ids, txt_feats, txt_mask, boxes, box_labels, box_mask,
                 image_terms))
-        if prompts_per_run < 1:
-            raise ValueError(f'prompts_per_run must be >= 1, got {prompts_per_run}')
         if image_terms is None and not torch.is_grad_enabled():
             image_terms = self.image_terms(img_feats)
         chunks = []

@@ -13,7 +13,6 @@ that keep it between prompts (:class:`~mmsam3.apis.SAM3Predictor`).
 from typing import Optional, Tuple
 
 import torch
-
 from mmdet.registry import MODELS
 from torch import Tensor, nn
 
