@@ -25,6 +25,7 @@ import torch
 from mmdet.structures import DetDataSample
 from torch import Tensor, nn
 
+from ..models.utils.prompt_batch import PromptBatch, check_prompts_per_run
 from ..utils.inference_precision import (autocast_context, inference_dtype_from_cfg,
                                          inference_dtype_of, resolve_dtype, set_inference_dtype)
 from ..utils.text_prompt import parse_text_prompt
@@ -93,10 +94,7 @@ class SAM3Predictor:
                  prompts_per_run: Optional[int] = None):
         if text_cache_size < 0:
             raise ValueError(f'text_cache_size must be >= 0, got {text_cache_size}')
-        if prompts_per_run is not None and (not isinstance(prompts_per_run, int)
-                                            or prompts_per_run < 1):
-            raise ValueError(f'prompts_per_run must be None or an int >= 1, got '
-                             f'{prompts_per_run!r}')
+        prompts_per_run = check_prompts_per_run(prompts_per_run)
         if isinstance(model_or_config, nn.Module):
             model = model_or_config
             cfg = getattr(model, 'cfg', None)
@@ -325,8 +323,6 @@ class SAM3Predictor:
                 raise ValueError('predict() needs a phrase (texts=...) or exemplar boxes '
                                  '(boxes=...)')
             phrases = [BOX_ONLY_PHRASE]
-        from ..models.utils.prompt_batch import PromptBatch
-
         sample = self._sample(phrases, boxes, labels)
         prompts = PromptBatch.from_data_samples([sample])
         device = self.device

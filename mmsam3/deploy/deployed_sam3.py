@@ -29,7 +29,7 @@ from mmengine.registry import DefaultScope, init_default_scope
 from torch import Tensor
 
 from ..models.dense_heads.sam3_head import SAM3Head
-from ..models.utils.prompt_batch import PromptBatch
+from ..models.utils.prompt_batch import PromptBatch, check_prompts_per_run
 from .export_graphs import GRAPH_NAMES, OUTPUT_TO_HEAD_KEY
 from .graph_exporter import MANIFEST_NAME, read_manifest
 from .graph_runners import GraphRunner, OnnxRuntimeGraphRunner, TensorRTGraphRunner
@@ -145,9 +145,7 @@ class DeployedSAM3(BaseDetector):
         self.max_prompts = min(self.max_prompts,
                                *[r.limits.get('num_prompts', self.max_prompts)
                                  for r in self.graphs.values()])
-        if prompts_per_run is not None:
-            if int(prompts_per_run) < 1:
-                raise ValueError(f'prompts_per_run must be >= 1, got {prompts_per_run}')
+        if check_prompts_per_run(prompts_per_run) is not None:
             self.max_prompts = min(self.max_prompts, int(prompts_per_run))
 
     def _load_cache(self, text_cache) -> Optional[TextFeatureCache]:

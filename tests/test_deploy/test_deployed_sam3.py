@@ -143,7 +143,7 @@ def test_fewer_prompts_per_run_bound_memory_and_give_the_same_outputs(tiny_deplo
     # never above what the graphs were exported for
     assert DeployedSAM3(tiny_deployment.cfg, tiny_deployment.work_dir,
                         prompts_per_run=64).max_prompts == 4
-    with pytest.raises(ValueError, match='prompts_per_run must be >= 1'):
+    with pytest.raises(ValueError, match='prompts_per_run must be None or an int >= 1'):
         DeployedSAM3(tiny_deployment.cfg, tiny_deployment.work_dir, prompts_per_run=0)
 
 

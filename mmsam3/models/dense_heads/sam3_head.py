@@ -26,7 +26,7 @@ from mmengine.model import BaseModule
 from mmengine.structures import InstanceData
 from torch import Tensor
 
-from ..utils.prompt_batch import PromptBatch
+from ..utils.prompt_batch import PromptBatch, check_prompts_per_run
 
 __all__ = ['SAM3Head']
 
@@ -68,10 +68,7 @@ class SAM3Head(BaseModule):
         self.test_cfg = dict(score_thr=0.0, max_per_prompt=-1, max_per_img=100, mask_thr=0.5,
                              with_masks=True, prompts_per_run=None)
         self.test_cfg.update(test_cfg or {})
-        per_run = self.test_cfg['prompts_per_run']
-        if per_run is not None and (not isinstance(per_run, int) or per_run < 1):
-            raise ValueError(f'test_cfg.prompts_per_run must be None or an int >= 1, got '
-                             f'{per_run!r}')
+        check_prompts_per_run(self.test_cfg['prompts_per_run'], 'test_cfg.prompts_per_run')
 
     @classmethod
     def concat_outputs(cls, chunks: Sequence[Dict[str, Optional[Tensor]]]) -> Dict[str, Tensor]:

@@ -31,7 +31,7 @@ from mmdet.structures import OptSampleList, SampleList
 from torch import Tensor
 
 from ..layers.position_encoding import SAM3SinePositionEncoding
-from ..utils.prompt_batch import PromptBatch
+from ..utils.prompt_batch import PromptBatch, check_prompts_per_run
 
 
 @MODELS.register_module()
@@ -230,8 +230,7 @@ class SAM3(BaseDetector):
         Returns the raw outputs of :class:`SAM3Head` (``logits``, ``boxes``, ``presence``,
         ``pred_masks``, ``semantic_seg``).
         """
-        if prompts_per_run is not None and prompts_per_run < 1:
-            raise ValueError(f'prompts_per_run must be >= 1, got {prompts_per_run}')
+        prompts_per_run = check_prompts_per_run(prompts_per_run)
         num = len(img_ids)
         if prompts_per_run is None or num <= prompts_per_run:
             return self.bbox_head(**self.forward_transformer(

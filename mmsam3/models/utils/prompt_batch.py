@@ -8,6 +8,7 @@ prompt index), ``prompt_boxes`` (one ``(K, 4)`` xyxy array per prompt, network-i
 """
 import warnings
 from dataclasses import dataclass, field
+import numbers
 from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -16,7 +17,7 @@ from torch import Tensor
 
 from ...utils.text_prompt import parse_text_prompt
 
-__all__ = ['PromptBatch']
+__all__ = ['PromptBatch', 'check_prompts_per_run']
 
 @dataclass
 class PromptBatch:
@@ -140,3 +141,13 @@ class PromptBatch:
                 k = len(item[0])
                 boxes[p, :k], labels[p, :k], mask[p, :k] = item[0], item[1], False
         return boxes, labels, mask
+
+
+def check_prompts_per_run(value, name: str = 'prompts_per_run') -> Optional[int]:
+    """``value`` if it is None or an int >= 1 (how many prompts one run of the prompt stages
+    takes), else a ``ValueError`` naming ``name``."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f'{name} must be None or an int >= 1, got {value!r}')
+    return int(value)
