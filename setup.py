@@ -77,10 +77,12 @@ if __name__ == '__main__':
         long_description=open(osp.join(ROOT, 'README.md')).read()
         if osp.exists(osp.join(ROOT, 'README.md')) else '',
         long_description_content_type='text/markdown',
-        packages=find_packages(exclude=('configs', 'tools', 'tests')),
+        packages=find_packages(
+            exclude=('configs', 'configs.*', 'tools', 'tools.*', 'tests', 'tests.*')),
         include_package_data=True,
-        package_data={'mmsam3': ['.mim/configs/**/*.py', '.mim/tools/**/*', '.mim/tools/*',
-                                   '.mim/model-index.yml']},
+        # Every file under configs/ (metafiles and READMEs too: mmengine reads a folder's
+        # metafile.yml when a user's config inherits `mmsam3::...`) and tools/.
+        package_data={'mmsam3': ['.mim/configs/**/*', '.mim/tools/**/*', '.mim/model-index.yml']},
         python_requires='>=3.10',
         install_requires=[r for r in read_requirements('runtime.txt')
                           if not r.startswith(('torch', 'torchvision'))],

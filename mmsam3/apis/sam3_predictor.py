@@ -81,8 +81,8 @@ class SAM3Predictor:
         prompts_per_run (int, optional): prompts per run of the prompt stages (all phrases
             of a call still share one text-tower run). Default: the config's
             ``model.test_cfg.prompts_per_run`` if set, else 1 on a CPU (there one prompt at a
-            time is faster than a batch: the batch's large buffers cost page faults; see the
-            README's benchmark) and all at once on a GPU.
+            time is faster than a batch: the batch's large buffers cost page faults; see
+            docs/benchmarks.md) and all at once on a GPU.
     """
 
     def __init__(self,

@@ -7,7 +7,7 @@ CUDA, reductions) and mmsam3's RoPE / sine position encodings compute in fp32 th
 of that the modules named in :data:`FP32_MODULES` run in fp32 (autocast off, inputs cast up),
 and the head's raw outputs are cast to fp32, so the post-processing (sigmoid scores, box
 rescaling, mask resizing and thresholding) and everything downstream (metrics, ``.numpy()``)
-see fp32. See the README's precision section for the measured drift behind the choice.
+see fp32. See docs/inference.md (bf16 / fp16) for the measured drift behind the choice.
 
 The switch in a config is ``model.test_cfg.dtype`` (read by :func:`inference_dtype_from_cfg`).
 """
@@ -32,7 +32,7 @@ SUPPORTED_DTYPES = {
 # multiplies every score of the prompt), the box relative-position bias MLPs (log-scaled
 # distances into every decoder cross-attention) and the scoring head (query-vs-prompt logits).
 # Together < 1% of the FLOPs; on the tiny model they halve the presence-logit drift and cut the
-# score drift by about a fifth (README, precision section). The rest of the drift comes from the
+# score drift by about a fifth (docs/inference.md). The rest of the drift comes from the
 # towers, where bf16 is the point.
 FP32_MODULES = ('decoder.bbox_embed', 'decoder.presence_token_head', 'decoder.boxRPB_embed_x',
                 'decoder.boxRPB_embed_y', 'bbox_head.scoring_head')

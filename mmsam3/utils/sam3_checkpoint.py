@@ -9,7 +9,7 @@ Source layouts (:data:`SOURCE_FORMATS`, found by :func:`detect_format`):
   more copies, ``interactive_convs`` (click-refinement head) and ``propagation_convs``
   (multiplex tracker); ``tracker.*`` is the multiplex tracker. Meta's loader also renames an
   internal naming (``sam3_model.`` -> ``detector.``, ``sam2_predictor.`` -> ``tracker.``), so
-  both are read. The layout was established from Meta's public code, see the README.
+  both are read. The layout was established from Meta's public code, see docs/checkpoints.md.
 * ``hf`` / ``hf-litetext``: transformers' ``Sam3Model`` / ``Sam3LiteTextModel``
   (``model.safetensors``, or a folder with ``config.json``); see :mod:`.sam3_checkpoint_hf`.
 

@@ -1,6 +1,7 @@
 """The retention experiment (slow, ~75 min on one core: the tool's defaults, a 3000-iteration
-teacher and 400 CPU-seconds per student, one thread, as in the README): a compressed, distilled
-tiny student keeps >= 90% of its teacher's bbox AP50 and beats the same student from scratch 2x."""
+teacher and 400 CPU-seconds per student, one thread, as in docs/sam3_small.md): a compressed,
+distilled tiny student keeps >= 90% of its teacher's bbox AP50 and beats the same student from
+scratch 2x."""
 import pytest
 
 
