@@ -18,6 +18,12 @@ Steps (all through the real tools, ``--threads`` CPU threads each):
 
 Targets: the distilled student keeps >= ``--min-retention`` (0.9) of the teacher's bbox AP50 and
 reaches >= ``--min-gain`` (2) times the from-scratch student's.
+
+The check refuses to judge (exit 2, saying why) where its ratios would be noise: a teacher below
+``--teacher-floor`` bbox AP50 (0.3), or a student that trained fewer than
+``--min-student-iters`` iterations in its budget. Every AP50 and both ratios come with a 90 %
+interval from ``--bootstrap`` resamplings of the validation images (the same resampled sets for
+every model, :mod:`mmsam3.evaluation.functional.bootstrap_ap`). Exit 0 on PASS, 1 on FAIL.
 """
 import argparse
 import json
@@ -56,7 +62,58 @@ def parse_args(argv=None):
     p.add_argument('--bpe', default=os.environ.get('MMSAM3_BPE_PATH', DEFAULT_BPE))
     p.add_argument('--min-retention', type=float, default=0.9)
     p.add_argument('--min-gain', type=float, default=2.0)
+    p.add_argument('--teacher-floor', type=float, default=0.3,
+                   help='below this teacher bbox AP50 the check refuses to judge (exit 2)')
+    p.add_argument('--min-student-iters', type=int, default=50,
+                   help='a student that trains fewer iterations in its budget makes the check '
+                        'refuse to judge (exit 2)')
+    p.add_argument('--bootstrap', type=int, default=1000,
+                   help='resamplings of the validation images for the 90%% intervals')
     return p.parse_args(argv)
+
+
+class RefusedToJudge(SystemExit):
+    """The check's inputs cannot support a verdict; exit code 2 with the reason."""
+
+    def __init__(self, reason):
+        print(f'REFUSED: {reason}', flush=True)
+        super().__init__(2)
+        self.reason = reason
+
+
+def split_images(data_root, split):
+    """Number of images of a split of a Roboflow-layout root, or None where it is missing."""
+    path = osp.join(REPO, data_root, split, '_annotations.coco.json')
+    if not osp.isfile(path):
+        return None
+    with open(path) as f:
+        return len(json.load(f).get('images', []))
+
+
+def check_teacher_checkpoint(ckpt, bpe):
+    """Refuse a teacher checkpoint whose tensors do not fit the teacher config (another size)."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    import mmsam3  # noqa: F401  (registers the modules)
+    from mmdet.registry import MODELS
+    from mmsam3.utils.compat import safe_torch_load
+
+    if not osp.isfile(ckpt):
+        sys.exit(f'teacher checkpoint {ckpt} not found')
+    init_default_scope('mmdet')
+    cfg = Config.fromfile(osp.join(REPO, TEACHER_CFG))
+    cfg.model.tokenizer.bpe_path = bpe
+    expected = {k: tuple(v.shape) for k, v in MODELS.build(cfg.model).state_dict().items()}
+    state = safe_torch_load(ckpt, map_location='cpu')
+    state = state.get('state_dict', state)
+    wrong = [f'{k}: {tuple(v.shape)} (teacher config: {expected[k]})'
+             for k, v in state.items() if k in expected and tuple(v.shape) != expected[k]]
+    missing = [k for k in expected if k not in state]
+    if wrong or missing:
+        sys.exit(f'teacher checkpoint {ckpt} does not fit {TEACHER_CFG} (another model size?): '
+                 + '; '.join(wrong[:5] + [f'missing {k}' for k in missing[:5]])
+                 + (' ...' if len(wrong) + len(missing) > 10 else ''))
 
 
 def run(cmd, env, log=None):
@@ -87,8 +144,10 @@ def last_checkpoint(work_dir):
         return f.read().strip()
 
 
-def evaluate(cfg, ckpt, options, env, log):
-    out = run([sys.executable, 'tools/test.py', cfg, ckpt, '--cfg-options'] + options, env, log)
+def evaluate(cfg, ckpt, options, env, log, preds_prefix):
+    """COCO AP of one model; its COCO-format detections go to ``preds_prefix.bbox.json``."""
+    out = run([sys.executable, 'tools/test.py', cfg, ckpt, '--cfg-options'] + options
+              + [f'test_evaluator.0.outfile_prefix={preds_prefix}'], env, log)
     metrics = {}
     for key in ('coco/bbox_mAP_50', 'coco/bbox_mAP', 'coco/segm_mAP_50', 'coco/segm_mAP'):
         found = re.findall(re.escape(key) + r':\s*([-0-9.]+)', out)
@@ -126,8 +185,16 @@ def student_run(name, cfg, args, env, options):
     t0 = time.time()
     run([sys.executable, 'tools/train.py', cfg, '--work-dir', work, '--cfg-options'] + options,
         env, osp.join(args.work_dir, f'{name}_train.log'))
+    if not osp.isfile(osp.join(work, 'last_checkpoint')):
+        raise RefusedToJudge(f'the {name} student saved no checkpoint within its budget of '
+                             f'{args.budget:g} s; raise --budget')
     ckpt = last_checkpoint(work)
     iters = int(re.findall(r'iter_(\d+)\.pth', ckpt)[-1])
+    if iters < args.min_student_iters:
+        raise RefusedToJudge(
+            f'the {name} student trained only {iters} iterations in its budget of {args.budget:g} '
+            f's (< --min-student-iters {args.min_student_iters}): its AP says nothing yet; '
+            'raise --budget')
     return ckpt, iters, time.time() - t0
 
 
@@ -140,16 +207,31 @@ def main(argv=None):
     start = time.time()
     if not osp.isfile(osp.join(REPO, args.bpe)) and not osp.isfile(args.bpe):
         sys.exit(f'CLIP BPE vocabulary not found at {args.bpe} (use --bpe)')
-    val_json = osp.join(REPO, args.data_root, 'valid', '_annotations.coco.json')
-    if not osp.isfile(val_json):
+    root = osp.join(REPO, args.data_root)
+    if not osp.isdir(root) or not os.listdir(root):
         run([py, 'tools/dataset_converters/make_shapes_dataset.py', args.data_root, '--train',
              str(args.train_images), '--val', str(args.val_images), '--seed', '0', '--size',
              '168', '--radius', '0.15', '0.25',
              '--preset', 'distinct'], env)
+    num_val, num_train = split_images(args.data_root, 'valid'), split_images(args.data_root,
+                                                                             'train')
+    if not num_val:
+        sys.exit(f'{args.data_root} has no validation split (valid/_annotations.coco.json with '
+                 'images): the check evaluates every model on it. Point --data-root at a '
+                 'Roboflow-layout folder with train/ and valid/, or at an empty or new folder '
+                 'to generate the shapes data there')
+    if not num_train:
+        sys.exit(f'{args.data_root} has no training split (train/_annotations.coco.json)')
+    print(f'[retention] data {args.data_root}: {num_train} training and {num_val} validation '
+          'images', flush=True)
+    if args.budget <= 0:
+        sys.exit(f'--budget must be positive (got {args.budget:g})')
     options = data_options(args.data_root, args.bpe)
+    preds = lambda name: osp.join(args.work_dir, f'{name}_preds')  # noqa: E731
 
-    # 2. teacher
+    # 2. teacher, evaluated first: below the floor no ratio means anything
     if args.teacher_ckpt:
+        check_teacher_checkpoint(args.teacher_ckpt, args.bpe)
         teacher_ckpt, teacher_time = args.teacher_ckpt, 0.0
     else:
         n = args.teacher_iters
@@ -161,6 +243,19 @@ def main(argv=None):
             f'param_scheduler.1.end={n}', f'param_scheduler.1.T_max={n - n // 2}'
         ], env, osp.join(args.work_dir, 'teacher_train.log'))
         teacher_ckpt, teacher_time = last_checkpoint(work), time.time() - t0
+    results = dict(teacher=dict(
+        init='from scratch', iters=args.teacher_iters if not args.teacher_ckpt else None,
+        train_s=teacher_time, **evaluate(TEACHER_CFG, teacher_ckpt, options, env,
+                                         osp.join(args.work_dir, 'teacher_test.log'),
+                                         preds('teacher'))))
+    t_ap50 = results['teacher']['coco/bbox_mAP_50']
+    print(f'[retention] teacher bbox AP50 {t_ap50:.3f} on the {num_val} validation images '
+          f'(floor {args.teacher_floor:g}; trained {teacher_time / 60:.1f} min)', flush=True)
+    if not t_ap50 >= args.teacher_floor:
+        raise RefusedToJudge(
+            f'the teacher reaches bbox AP50 {t_ap50:.3f}, below the floor {args.teacher_floor:g}: '
+            'ratios against a teacher that learned this little are noise. Train it longer '
+            '(--teacher-iters), give a better one (--teacher-ckpt), or use easier data')
 
     # 3. compress
     init = osp.join(args.work_dir, 'student_init.pth')
@@ -174,7 +269,7 @@ def main(argv=None):
             vals = [float(x) for x in line.split()[2:]]
             gflops[line.split()[0]] = vals
 
-    # 4. students, same wall time each
+    # 4. students, same time each
     cfgs = dict(
         distilled=student_config('distilled', DISTILL_CFG, args, init, args.student_lr,
                                  teacher_ckpt),
@@ -183,44 +278,66 @@ def main(argv=None):
     runs = {name: student_run(name, cfg, args, env, options) for name, cfg in cfgs.items()}
 
     # 5. evaluation, same validation images and metric
-    results = dict(teacher=dict(
-        init='from scratch', iters=args.teacher_iters if not args.teacher_ckpt else None,
-        train_s=teacher_time, **evaluate(TEACHER_CFG, teacher_ckpt, options, env,
-                                         osp.join(args.work_dir, 'teacher_test.log'))))
     inits = dict(distilled='compressed teacher + KD', gt_only='compressed teacher, GT only',
                  scratch='from scratch, GT only')
     for name, (ckpt, iters, wall) in runs.items():
         metrics = evaluate(cfgs[name], ckpt, options, env,
-                           osp.join(args.work_dir, f'{name}_test.log'))
+                           osp.join(args.work_dir, f'{name}_test.log'), preds(name))
         results[name] = dict(init=inits[name], iters=iters, train_s=wall, **metrics)
 
-    t_ap50 = results['teacher']['coco/bbox_mAP_50']
+    spread = bootstrap_spread(args, results, preds)
     d_ap50 = results['distilled']['coco/bbox_mAP_50']
     s_ap50 = results['scratch']['coco/bbox_mAP_50']
     retention = d_ap50 / t_ap50 if t_ap50 > 0 else float('nan')
     gain = d_ap50 / s_ap50 if s_ap50 > 0 else float('inf')
-    print(f'\n=== retention check (the same {args.val_images} validation images, mmdet '
-          f'CocoMetric; {args.budget:g} s {args.clock} time per student) ===')
+    print(f'\n=== retention check (the same {num_val} validation images of {args.data_root}, '
+          f'mmdet CocoMetric; {args.budget:g} s {args.clock} time per student; 90 % intervals '
+          f'from {args.bootstrap} resamplings of those images) ===')
     if gflops:
         print('image-tower GFLOPs teacher {:.3f} / student {:.3f} (ratio {:.3f}); per prompt '
               '{:.3f} / {:.3f}'.format(*gflops['image-tower'], *gflops.get('per-prompt',
                                                                           [0, 0, 0])[:2]))
     print(f"{'model':<11}{'init / training':<32}{'iters':>7}{'train s':>9}{'bbox AP50':>11}"
-          f"{'bbox AP':>9}{'segm AP50':>11}{'AP50 / teacher':>16}")
+          f"{'90% interval':>16}{'bbox AP':>9}{'segm AP50':>11}{'AP50 / teacher':>16}")
     for name, r in results.items():
+        lo, hi = spread['ap50'][name]
         print(f"{name:<11}{r['init']:<32}{str(r['iters']):>7}{r['train_s']:>9.0f}"
-              f"{r['coco/bbox_mAP_50']:>11.3f}{r['coco/bbox_mAP']:>9.3f}"
-              f"{r['coco/segm_mAP_50']:>11.3f}{r['coco/bbox_mAP_50'] / max(t_ap50, 1e-9):>16.3f}")
+              f"{r['coco/bbox_mAP_50']:>11.3f}{f'[{lo:.3f}, {hi:.3f}]':>16}"
+              f"{r['coco/bbox_mAP']:>9.3f}{r['coco/segm_mAP_50']:>11.3f}"
+              f"{r['coco/bbox_mAP_50'] / max(t_ap50, 1e-9):>16.3f}")
     ok = retention >= args.min_retention and gain >= args.min_gain
     verdict = 'PASS' if ok else 'FAIL'
-    print(f'{verdict}: distilled keeps {retention:.3f} of the teacher\'s bbox AP50 (target >= '
-          f'{args.min_retention}) and has {gain:.2f}x the from-scratch student\'s (target >= '
-          f'{args.min_gain}); wall time {(time.time() - start) / 60:.1f} min')
+    (r_lo, r_hi), (g_lo, g_hi) = spread['retention'], spread['gain']
+    print(f'{verdict}: distilled keeps {retention:.3f} [{r_lo:.3f}, {r_hi:.3f}] of the teacher\'s '
+          f'bbox AP50 (target >= {args.min_retention}) and has {gain:.2f}x [{g_lo:.2f}, '
+          f'{g_hi:.2f}] the from-scratch student\'s (target >= {args.min_gain}); wall time '
+          f'{(time.time() - start) / 60:.1f} min')
     summary = dict(results=results, gflops=gflops, retention=retention, gain=gain,
-                   passed=ok, budget_s=args.budget, teacher_ckpt=teacher_ckpt)
+                   passed=ok, budget_s=args.budget, teacher_ckpt=teacher_ckpt,
+                   num_val_images=num_val, num_train_images=num_train, spread=spread)
     with open(osp.join(args.work_dir, 'results.json'), 'w') as f:
         json.dump(summary, f, indent=1)
     return summary
+
+
+def bootstrap_spread(args, results, preds):
+    """90 % intervals of every AP50 and of the two ratios, over resampled validation images."""
+    import numpy as np
+
+    from mmsam3.evaluation.functional.bootstrap_ap import (bootstrap_aps, image_records,
+                                                           interval)
+    with open(osp.join(REPO, args.data_root, 'valid', '_annotations.coco.json')) as f:
+        gt = json.load(f)
+    records = {}
+    for name in results:
+        with open(preds(name) + '.bbox.json') as f:
+            records[name] = image_records(gt, json.load(f))
+    aps = bootstrap_aps(records, num_samples=args.bootstrap, seed=0)
+    with np.errstate(divide='ignore', invalid='ignore'):
+        retention = aps['distilled'] / aps['teacher']
+        gain = aps['distilled'] / aps['scratch']
+    return dict(ap50={name: interval(v) for name, v in aps.items()},
+                retention=interval(retention), gain=interval(gain))
 
 
 if __name__ == '__main__':
