@@ -178,6 +178,12 @@ class SAM3Predictor:
             if img.ndim != 3 or img.shape[2] != 3 or min(img.shape[:2]) < 1:
                 raise ValueError(f'image array must be (H, W, 3) BGR (as mmcv.imread gives) or '
                                  f'(H, W) grey, got shape {img.shape}')
+            if img.dtype != np.uint8:
+                # A float picture in [0, 1] would pass through the pipeline as a near-black one.
+                hint = (' (values in [0, 1]: use (img * 255).round().astype(np.uint8))'
+                        if img.dtype.kind == 'f' and img.size and float(np.nanmax(img)) <= 1.0
+                        else '')
+                raise ValueError(f'image array must be uint8 in 0..255, got {img.dtype}{hint}')
             return dict(img=img)
         raise TypeError(f'set_image takes a file path, a BGR numpy array or a PIL image, not '
                         f'{type(img).__name__}')

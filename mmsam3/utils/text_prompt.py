@@ -3,6 +3,8 @@ import re
 import warnings
 from typing import List, Sequence, Union
 
+import numpy as np
+
 __all__ = ['parse_text_prompt']
 
 # A period ends a phrase when white space or the end of the string follows it, so
@@ -14,11 +16,24 @@ def parse_text_prompt(text: Union[str, Sequence[str]]) -> List[str]:
     """Phrases of a text prompt: a string is split at periods that end a phrase, a list is kept.
 
     A string that holds no phrase (``'.'``, ``'   '``) gives ``[]`` with a warning naming it: the
-    image then gets no prediction. Phrases inside a list are not split or checked here (an empty
-    phrase in a list is an error the model raises).
+    image then gets no prediction. Phrases inside a list are not split here (an empty phrase in a
+    list is an error the model raises), but each must be a string.
+
+    Raises:
+        TypeError: ``text`` is neither a string nor a sequence of strings (``5``, ``None`` inside
+            a list): nothing is run with ``'5'`` or ``'None'`` as a phrase.
     """
     if not isinstance(text, str):
-        return [str(t) for t in text]
+        if not isinstance(text, (list, tuple, np.ndarray)):
+            raise TypeError(f'a text prompt is a string ("fish . shark") or a list of strings '
+                            f'(["fish", "shark"]), not {type(text).__name__} {text!r}')
+        text = list(text)
+        wrong = [(i, t) for i, t in enumerate(text) if not isinstance(t, str)]
+        if wrong:
+            i, t = wrong[0]
+            raise TypeError(f'text prompt item {i} is {type(t).__name__} {t!r}: every phrase '
+                            f'must be a string')
+        return text
     phrases = [p.strip() for p in _PHRASE_END.split(text)]
     phrases = [p for p in phrases if p]
     if not phrases:

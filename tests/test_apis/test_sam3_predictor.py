@@ -235,3 +235,21 @@ def test_prompts_per_run(tiny_cfg, tiny_ckpt, image):
     for bad in (0, 1.5):
         with pytest.raises(ValueError, match='prompts_per_run'):
             SAM3Predictor(tiny_cfg, weights=tiny_ckpt, device='cpu', prompts_per_run=bad)
+
+
+def test_inputs_a_new_user_gets_wrong_are_named(predictor):
+    """A float picture in [0, 1], a number as the phrase, None inside the phrases: each a clear
+    error, and the predictor keeps the image it had."""
+    img = np.zeros((100, 150, 3), np.uint8)
+    predictor.set_image(img)
+    feats = predictor.img_feats
+    with pytest.raises(ValueError, match=r'uint8 in 0\.\.255, got float32 \(values in \[0, 1\]'):
+        predictor.set_image(np.full((100, 150, 3), 0.5, np.float32))
+    with pytest.raises(ValueError, match='uint8 in 0..255, got float64$'):
+        predictor.set_image(np.full((100, 150, 3), 128.0))
+    with pytest.raises(TypeError, match='a text prompt is a string .* not int 5'):
+        predictor.predict(texts=5)
+    with pytest.raises(TypeError, match="text prompt item 1 is NoneType None"):
+        predictor.predict(texts=['dog', None])
+    assert predictor.img_feats is feats
+    assert len(predictor.predict(texts=['dog', 'cat'])['scores']) > 0
