@@ -41,10 +41,12 @@ _SUFFIX = {'onnxruntime': '.onnx', 'tensorrt': '.engine'}
 
 
 def resolve_graph_files(files: Union[str, Sequence[str]], backend: str) -> Tuple[dict, dict]:
-    """``(manifest, {graph: path})`` from a work dir or a list of graph files (+ manifest).
+    """``(manifest, {graph: path})`` from a work dir, the manifest, or a list of graph files
+    (+ manifest).
 
     The manifest is the ``.json`` among ``files``, else ``sam3_graphs.json`` beside the first
-    file. A graph is recognised by its file name (``vision_tower.onnx`` / ``.engine`` ...).
+    file; given alone, its graphs beside it are used (``<graph>.onnx``, or ``<graph>.engine``
+    for TensorRT). A graph is recognised by its file name.
     """
     if backend not in _SUFFIX:
         raise ValueError(f'backend {backend!r}: choose from {sorted(_SUFFIX)}')
@@ -57,6 +59,10 @@ def resolve_graph_files(files: Union[str, Sequence[str]], backend: str) -> Tuple
     json_files = [f for f in files if f.endswith('.json')]
     manifest = read_manifest(json_files[0] if json_files else osp.join(
         osp.dirname(osp.abspath(files[0])), MANIFEST_NAME))
+    if files == json_files:  # the manifest alone (what mmdeploy's tools pass): its graphs
+        root = osp.dirname(osp.abspath(json_files[0]))
+        files += [osp.join(root, f'{g}{_SUFFIX[backend]}') for g in GRAPH_NAMES
+                  if g in manifest['graphs']]
     paths = {}
     for f in files:
         if f.endswith('.json'):
@@ -66,9 +72,26 @@ def resolve_graph_files(files: Union[str, Sequence[str]], backend: str) -> Tuple
             raise ValueError(f'{f}: expected graph files named {{{",".join(GRAPH_NAMES)}}}'
                              f'{_SUFFIX[backend]} for the {backend} backend')
         if not osp.isfile(f):
-            raise FileNotFoundError(f'graph file not found: {f}')
+            raise FileNotFoundError(f'graph file not found: {f}; export the graphs into its '
+                                    'directory again (mmdeploy\'s tools/deploy.py or '
+                                    'tools/deployment/deploy.py) or pass the files of one '
+                                    'export')
         paths[stem] = f
     return manifest, paths
+
+
+def count_time_as_backend(backend: str, func):
+    """``func`` timed by mmdeploy's ``TimeCounter`` under the backend's name, the record
+    mmdeploy's ``tools/profiler.py`` prints. mmdeploy's own wrappers register that name; ours
+    shares their record (the counter looks its record up by name at each call)."""
+    from mmdeploy.utils.timer import TimeCounter
+    if backend == 'onnxruntime':
+        import mmdeploy.backend.onnxruntime.wrapper  # noqa: F401  (registers the name first)
+    record = TimeCounter.names.pop(backend, None)
+    timed = TimeCounter.count_time(backend)(func)
+    if record is not None:
+        TimeCounter.names[backend] = record
+    return timed
 
 
 @MODELS.register_module()
@@ -78,9 +101,10 @@ class DeployedSAM3(BaseDetector):
     Args:
         model_cfg (str | Config): the PyTorch model's config (tokenizer, head ``test_cfg``,
             data preprocessor).
-        backend_files (str | list[str]): a work dir of ``tools/deployment/deploy.py`` or the
-            graph files (``vision_tower`` and ``prompt_decoder`` are needed; ``text_tower``
-            unless every phrase is in ``text_cache``) and optionally the manifest.
+        backend_files (str | list[str]): ``sam3_graphs.json`` (what mmdeploy's tools pass), the
+            export's work dir, or the graph files (``vision_tower`` and ``prompt_decoder`` are
+            needed; ``text_tower`` unless every phrase is in ``text_cache``) and optionally the
+            manifest.
         backend (str): ``'onnxruntime'`` or ``'tensorrt'``.
         text_cache (str | TextFeatureCache, optional): phrases served without the text graph.
         device (str): where outputs live (``'cpu'``; TensorRT needs ``'cuda:N'``).
@@ -147,6 +171,8 @@ class DeployedSAM3(BaseDetector):
                                  for r in self.graphs.values()])
         if check_prompts_per_run(prompts_per_run) is not None:
             self.max_prompts = min(self.max_prompts, int(prompts_per_run))
+        # One count per batch, as mmdeploy's backend wrappers count one run.
+        self._timed_predict = count_time_as_backend(backend, self._predict)
 
     def _load_cache(self, text_cache) -> Optional[TextFeatureCache]:
         expected = self.manifest['graphs'].get('text_tower', {}).get('fingerprint')
@@ -231,7 +257,12 @@ class DeployedSAM3(BaseDetector):
     # the mmdet triad
     def predict(self, batch_inputs: Tensor, batch_data_samples: SampleList,
                 rescale: bool = True) -> SampleList:
-        """``pred_instances`` per image, as ``SAM3.predict`` gives them."""
+        """``pred_instances`` per image, as ``SAM3.predict`` gives them (timed for mmdeploy's
+        profiler)."""
+        return self._timed_predict(batch_inputs, batch_data_samples, rescale)
+
+    def _predict(self, batch_inputs: Tensor, batch_data_samples: SampleList,
+                 rescale: bool = True) -> SampleList:
         prompts = PromptBatch.from_data_samples(batch_data_samples)
         shape = tuple(batch_inputs.shape[-2:])
         results = []
@@ -257,3 +288,6 @@ class DeployedSAM3(BaseDetector):
     def loss(self, batch_inputs, batch_data_samples):
         raise NotImplementedError('a deployed model is for inference; train the PyTorch SAM3')
 
+    def destroy(self):
+        """Release the sessions / engines (mmdeploy's tools/test.py calls this at the end)."""
+        self.graphs.clear()

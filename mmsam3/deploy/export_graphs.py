@@ -109,10 +109,12 @@ def _with_masks(model) -> bool:
 
 @torch.no_grad()
 def graph_specs(model: nn.Module, input_hw: Sequence[int], context_length: int = 32,
-                example_prompts: int = 2, example_boxes: int = 1) -> Dict[str, GraphSpec]:
+                example_prompts: int = 2, example_boxes: int = 1,
+                image: Optional[Tensor] = None) -> Dict[str, GraphSpec]:
     """The three :class:`GraphSpec` of a SAM 3 model for a static ``input_hw`` image size.
 
-    Example inputs are random; the vision tower runs once to give the decoder real shapes.
+    The vision tower's example is ``image`` (``(1, 3, H, W)``, preprocessed) or a random one;
+    the other examples are random. The vision tower runs once to give the decoder real shapes.
     """
     h, w = int(input_hw[0]), int(input_hw[1])
     patch = getattr(model.backbone, 'patch_size', 14)
@@ -120,7 +122,13 @@ def graph_specs(model: nn.Module, input_hw: Sequence[int], context_length: int =
         raise ValueError(f'deploy input size {h}x{w} must be a multiple of the patch size {patch}')
     device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(0)
-    image = torch.randn(1, 3, h, w, generator=gen).to(device)
+    if image is None:
+        image = torch.randn(1, 3, h, w, generator=gen)
+    elif tuple(image.shape) != (1, 3, h, w):
+        raise ValueError(f'example image of shape {tuple(image.shape)}; the deploy config is '
+                         f'static at (1, 3, {h}, {w}): resize the input to {h}x{w} (the model '
+                         'config\'s test pipeline) or use the deploy config of its size')
+    image = image.to(device)
     # Wrappers in eval mode: the exporter restores each wrapper's mode afterwards, and a wrapper
     # left in training mode would switch the model back to training (DAC queries, dropout).
     model.eval()

@@ -6,17 +6,18 @@ inputs against the manifest's signature first (names, dtypes, static dims; dynam
 TensorRT profile maxima), and check that the file is the graph the manifest describes.
 
 mmdeploy 1.3.1's ``TRTWrapper`` uses the binding API TensorRT 10 removed (``binding_is_input``,
-``execute_async_v2``), so :class:`TensorRTGraphRunner` uses the name-based API
-(``get_tensor_name``, ``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``).
+``execute_async_v2``), so :class:`TensorRT10Engine` uses the name-based API
+(``get_tensor_name``, ``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``); it is
+also what mmdeploy's TensorRT backend runs here (:mod:`mmsam3.deploy.mmdeploy_tensorrt10`).
 """
 import os.path as osp
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ['GraphRunner', 'OnnxRuntimeGraphRunner', 'TensorRTGraphRunner']
+__all__ = ['GraphRunner', 'OnnxRuntimeGraphRunner', 'TensorRT10Engine', 'TensorRTGraphRunner']
 
 _TORCH_DTYPES = {'float32': torch.float32, 'float16': torch.float16, 'int64': torch.int64,
                  'int32': torch.int32, 'bool': torch.bool}
@@ -134,20 +135,24 @@ class OnnxRuntimeGraphRunner(GraphRunner):
                 for n, o in zip(self.output_names, outs)}
 
 
-class TensorRTGraphRunner(GraphRunner):
-    """One serialized TensorRT 10 engine (CUDA device only; written against TensorRT 10's
-    documented Python API, not run on this project's machines)."""
+class TensorRT10Engine:
+    """A serialized TensorRT 10 engine run through the name-based I/O API.
 
-    def __init__(self, path: str, name: str, signature: dict,
-                 limits: Optional[Dict[str, int]] = None, device: str = 'cuda:0'):
-        super().__init__(name, signature, limits)
+    Shared by :class:`TensorRTGraphRunner` and mmdeploy's backend wrapper
+    (:class:`~mmsam3.deploy.mmdeploy_tensorrt10.TensorRT10Wrapper`). Written against TensorRT
+    10's documented Python API; on this project's machines (no TensorRT) it is exercised only
+    with a recording stand-in (tests/test_deploy/test_mmdeploy_tensorrt10.py).
+    """
+
+    def __init__(self, path: str, device: str = 'cuda:0'):
         import tensorrt as trt
         if not osp.isfile(path):
-            raise FileNotFoundError(f'{name} engine not found: {path} (build it on the device: '
+            raise FileNotFoundError(f'TensorRT engine not found: {path} (build it on the device: '
+                                    'mmdeploy\'s tools/deploy.py with a TensorRT deploy config '
+                                    'and --device cuda:0, or '
                                     'tools/deployment/build_trt_engines.sh)')
-        if not torch.cuda.is_available():
-            raise RuntimeError('TensorRT engines need a CUDA device')
         self.trt = trt
+        self.path = path
         self.device = torch.device(device)
         self.logger = trt.Logger(trt.Logger.WARNING)
         with open(path, 'rb') as f:
@@ -158,40 +163,68 @@ class TensorRTGraphRunner(GraphRunner):
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         is_input = {n: self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
-        got_in = [n for n in names if is_input[n]]
-        got_out = [n for n in names if not is_input[n]]
+        self.input_names = [n for n in names if is_input[n]]
+        self.output_names = [n for n in names if not is_input[n]]
+
+    def max_shape(self, name: str) -> Tuple[int, ...]:
+        """The largest shape optimisation profile 0 allows for input ``name``."""
+        return tuple(int(d) for d in self.engine.get_tensor_profile_shape(name, 0)[2])
+
+    def torch_dtype(self, name: str) -> torch.dtype:
+        trt = self.trt
+        table = {trt.float32: torch.float32, trt.float16: torch.float16,
+                 trt.int32: torch.int32, trt.int64: torch.int64, trt.bool: torch.bool}
+        return table[self.engine.get_tensor_dtype(name)]
+
+    def run(self, feed: Dict[str, Tensor], stream_handle: int) -> Dict[str, Tensor]:
+        """Enqueue one run on the CUDA stream ``stream_handle``; the caller synchronises."""
+        missing = [n for n in self.input_names if n not in feed]
+        if missing:
+            raise ValueError(f'{self.path}: missing inputs {missing}')
+        keep = []
+        for name in self.input_names:
+            value = feed[name].to(self.device, self.torch_dtype(name)).contiguous()
+            keep.append(value)  # alive until the run is enqueued
+            self.context.set_input_shape(name, tuple(value.shape))
+            self.context.set_tensor_address(name, value.data_ptr())
+        outputs = {}
+        for name in self.output_names:
+            shape = tuple(self.context.get_tensor_shape(name))
+            out = torch.empty(shape, dtype=self.torch_dtype(name), device=self.device)
+            outputs[name] = out
+            self.context.set_tensor_address(name, out.data_ptr())
+        if not self.context.execute_async_v3(stream_handle):
+            raise RuntimeError(f'{self.path}: TensorRT execution failed')
+        return outputs
+
+
+class TensorRTGraphRunner(GraphRunner):
+    """One SAM 3 graph's TensorRT 10 engine (CUDA device only)."""
+
+    def __init__(self, path: str, name: str, signature: dict,
+                 limits: Optional[Dict[str, int]] = None, device: str = 'cuda:0'):
+        super().__init__(name, signature, limits)
+        import tensorrt  # noqa: F401  (ImportError first: the clearest message)
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'{name} engine not found: {path} (build it on the device: '
+                                    'tools/deployment/build_trt_engines.sh)')
+        if not torch.cuda.is_available():
+            raise RuntimeError('TensorRT engines need a CUDA device')
+        self.device = torch.device(device)
+        self.engine = TensorRT10Engine(path, device)
+        got_in, got_out = self.engine.input_names, self.engine.output_names
         if sorted(got_in) != sorted(self.input_names) or \
                 sorted(got_out) != sorted(self.output_names):
             raise ValueError(f'{path} is not the {name} engine the manifest describes (inputs '
                              f'{got_in} / outputs {got_out})')
         # The optimisation profile is the authority on TensorRT: tighten the limits to it.
         for spec in self.inputs:
-            _, _, max_shape = self.engine.get_tensor_profile_shape(spec['name'], 0)
-            for dim, top in zip(spec['shape'], max_shape):
+            for dim, top in zip(spec['shape'], self.engine.max_shape(spec['name'])):
                 if isinstance(dim, str):
                     self.limits[dim] = min(self.limits.get(dim, top), int(top))
 
-    def _torch_dtype(self, name: str) -> torch.dtype:
-        trt = self.trt
-        table = {trt.float32: torch.float32, trt.float16: torch.float16,
-                 trt.int32: torch.int32, trt.int64: torch.int64, trt.bool: torch.bool}
-        return table[self.engine.get_tensor_dtype(name)]
-
     def run(self, feed: Dict[str, Tensor]) -> Dict[str, Tensor]:
-        keep = []
-        for name, value in feed.items():
-            value = value.to(self.device, self._torch_dtype(name)).contiguous()
-            keep.append(value)
-            self.context.set_input_shape(name, tuple(value.shape))
-            self.context.set_tensor_address(name, value.data_ptr())
-        outputs = {}
-        for name in self.output_names:
-            shape = tuple(self.context.get_tensor_shape(name))
-            out = torch.empty(shape, dtype=self._torch_dtype(name), device=self.device)
-            outputs[name] = out
-            self.context.set_tensor_address(name, out.data_ptr())
         stream = torch.cuda.current_stream(self.device)
-        if not self.context.execute_async_v3(stream.cuda_stream):
-            raise RuntimeError(f'{self.name}: TensorRT execution failed')
+        outputs = self.engine.run(feed, stream.cuda_stream)
         stream.synchronize()
         return {n: (o.float() if o.dtype == torch.float16 else o) for n, o in outputs.items()}

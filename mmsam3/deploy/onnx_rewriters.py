@@ -19,7 +19,9 @@ tool's export):
   natively, so we emit torch's standard export (Reshape, InstanceNormalization, Mul, Add).
 * ``torch.onnx.export``: recent torch defaults to the dynamo exporter, which bypasses every
   rewriter above; mmdeploy's ``export`` does not pass ``dynamo``. Inside the context the
-  TorchScript exporter (``dynamo=False``) is used.
+  TorchScript exporter (``dynamo=False``) is used. A ``SAM3`` is exported as its three graphs
+  and their manifest (:func:`mmsam3.deploy.graph_exporter.write_graph_set`), each graph with
+  the original exporter inside the same context.
 """
 import math
 
@@ -92,11 +94,24 @@ def scaled_dot_product_attention__onnx(query, key, value, attn_mask=None, dropou
 
 
 @FUNCTION_REWRITER.register_rewriter(func_name='torch.onnx.export', ir=IR.ONNX)
-def onnx_export__torchscript(*args, **kwargs):
-    """``torch.onnx.export`` with the TorchScript exporter, the one mmdeploy's rewriters need."""
+def onnx_export__torchscript(model, args, f, *rest, **kwargs):
+    """``torch.onnx.export`` with the TorchScript exporter, the one mmdeploy's rewriters need;
+    a ``SAM3`` becomes three graphs in ``dirname(f)``."""
+    from functools import partial
+
+    from ..models.detectors.sam3 import SAM3
+    from .graph_exporter import write_graph_set
     ctx = FUNCTION_REWRITER.get_context()
     if kwargs.get('dynamo', False):
         raise ValueError('SAM 3 graphs are exported with the TorchScript exporter (rewriters '
                          'only apply there); do not pass dynamo=True')
     kwargs['dynamo'] = False
-    return ctx.origin_func(*args, **kwargs)
+    if isinstance(model, SAM3):
+        if rest:
+            raise TypeError('export a SAM3 with keyword arguments after (model, args, f)')
+        image = args if isinstance(args, torch.Tensor) else None
+        return write_graph_set(
+            model, ctx.cfg, f, partial(ctx.origin_func, dynamo=False), image=image,
+            opset_version=kwargs.get('opset_version'),
+            keep_initializers_as_inputs=bool(kwargs.get('keep_initializers_as_inputs')))
+    return ctx.origin_func(model, args, f, *rest, **kwargs)

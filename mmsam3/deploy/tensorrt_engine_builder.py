@@ -10,10 +10,10 @@ FP16: the ``LayerNormalization`` and ``Softmax`` layers are pinned to FP32
 (``fp32_layers``) at export so ``trtexec --layerPrecisions`` can pin the same ones.
 """
 import os.path as osp
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
-__all__ = ['tensorrt_available', 'fp32_layer_names', 'trt_profiles', 'build_engine',
-           'build_engines']
+__all__ = ['tensorrt_available', 'fp32_layer_names', 'trt_profiles', 'profile_from_signature',
+           'build_engine', 'build_engines']
 
 FP32_OP_TYPES = ('LayerNormalization', 'Softmax')
 
@@ -48,6 +48,22 @@ def trt_profiles(deploy_cfg) -> Dict[str, Dict[str, dict]]:
     return {g: {k: {s: list(v[s]) for s in ('min_shape', 'opt_shape', 'max_shape')}
                 for k, v in entry['input_shapes'].items()}
             for g, entry in zip(GRAPH_NAMES, model_inputs)}
+
+
+def profile_from_signature(inputs: Sequence[dict], limits: Dict[str, int],
+                           opt_prompts: int = 4) -> Dict[str, dict]:
+    """A graph's TensorRT profile from its manifest inputs: static dims as they are, a named
+    dynamic axis from 1 to its limit (``num_prompts`` optimised for ``opt_prompts``, boxes for
+    one), as the hand-written profiles of configs/deploy/*tensorrt* do."""
+    opt = dict(num_prompts=min(opt_prompts, limits['num_prompts']), num_boxes=1)
+    profile = {}
+    for spec in inputs:
+        dims = spec['shape']
+        profile[spec['name']] = dict(
+            min_shape=[1 if isinstance(d, str) else d for d in dims],
+            opt_shape=[opt[d] if isinstance(d, str) else d for d in dims],
+            max_shape=[limits[d] if isinstance(d, str) else d for d in dims])
+    return profile
 
 
 def build_engine(onnx_path: str, engine_path: str, profile: Dict[str, dict], fp16: bool = False,
@@ -87,19 +103,35 @@ def build_engine(onnx_path: str, engine_path: str, profile: Dict[str, dict], fp1
     return engine_path
 
 
-def build_engines(deploy_cfg, work_dir: str) -> List[str]:
-    """One engine per exported graph of ``work_dir`` with the deploy config's profiles."""
+def build_engines(deploy_cfg, work_dir: str,
+                  onnx_files: Optional[Sequence[str]] = None) -> List[str]:
+    """One engine per ONNX file with ``backend_config.model_inputs[i]`` (merged over
+    ``common_config``), written to ``work_dir/<stem>.engine`` (or the entry's ``save_file``).
+
+    ``onnx_files`` defaults to SAM 3's graphs in ``work_dir`` (vision, text, decoder order).
+    FP16 engines keep the ``LayerNormalization`` / ``Softmax`` layers in FP32.
+    """
     from .export_graphs import GRAPH_NAMES
-    common = deploy_cfg.backend_config.get('common_config', {})
-    profiles = trt_profiles(deploy_cfg)
+    if onnx_files is None:
+        onnx_files = [osp.join(work_dir, f'{g}.onnx') for g in GRAPH_NAMES]
+        missing = [f for f in onnx_files if not osp.isfile(f)]
+        if missing:
+            raise FileNotFoundError(f'graphs not found: {missing}; export them first')
+    common = dict(deploy_cfg.backend_config.get('common_config', {}))
+    model_inputs = deploy_cfg.backend_config.get('model_inputs') or []
+    if len(model_inputs) != len(onnx_files):
+        raise ValueError(f'backend_config.model_inputs has {len(model_inputs)} entries for '
+                         f'{len(onnx_files)} graphs ({[osp.basename(f) for f in onnx_files]}); '
+                         'give one optimisation profile per graph, in that order (see '
+                         'configs/deploy/instance-seg_tensorrt_static-*.py)')
     paths = []
-    for name in GRAPH_NAMES:
-        onnx_path = osp.join(work_dir, f'{name}.onnx')
-        if not osp.isfile(onnx_path):
-            continue
+    for onnx_path, entry in zip(onnx_files, model_inputs):
+        params = dict(common, **entry)
+        stem = osp.splitext(osp.basename(onnx_path))[0]
+        fp16 = bool(params.get('fp16_mode', False))
         paths.append(
-            build_engine(onnx_path, osp.join(work_dir, f'{name}.engine'), profiles[name],
-                         fp16=bool(common.get('fp16_mode', False)),
-                         workspace=int(common.get('max_workspace_size', 1 << 32)),
-                         fp32_layers=fp32_layer_names(onnx_path)))
+            build_engine(onnx_path, osp.join(work_dir, params.get('save_file', f'{stem}.engine')),
+                         params['input_shapes'], fp16=fp16,
+                         workspace=int(params.get('max_workspace_size', 1 << 32)),
+                         fp32_layers=fp32_layer_names(onnx_path) if fp16 else ()))
     return paths

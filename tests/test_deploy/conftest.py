@@ -1,5 +1,6 @@
-"""One tiny SAM 3 (random weights, seed 0), exported once through tools/deployment/deploy.py,
-shared by the deployment tests; plus a small shapes dataset to evaluate on."""
+"""One tiny SAM 3 (random weights, seed 0), exported once through tools/deployment/deploy.py
+(mmdeploy's pipeline in one process), shared by the deployment tests; a small shapes dataset to
+evaluate on; mmdeploy's pipeline in its tools' subprocess mode."""
 import os.path as osp
 import subprocess
 import sys
@@ -44,3 +45,23 @@ def tiny_deployment(tmp_path_factory, bpe_path, shapes_root):
 def deployed(tiny_deployment):
     from mmsam3.deploy import DeployedSAM3
     return DeployedSAM3(tiny_deployment.cfg, tiny_deployment.work_dir)
+
+
+@pytest.fixture
+def spawned_pipeline():
+    """mmdeploy's pipeline functions in subprocess mode with spawned processes, as its
+    tools/deploy.py sets them up; put back afterwards."""
+    from mmdeploy.apis import (create_calib_input_data, extract_model, torch2onnx,
+                               torch2torchscript)
+    from mmdeploy.apis.core import PIPELINE_MANAGER
+    from mmdeploy.apis.utils import to_backend
+    import torch.multiprocessing as mp
+    funcs = [torch2onnx, torch2torchscript, extract_model, create_calib_input_data, to_backend]
+    old = mp.get_start_method(allow_none=True)
+    mp.set_start_method('spawn', force=True)
+    PIPELINE_MANAGER.enable_multiprocess(True, funcs)
+    try:
+        yield
+    finally:
+        PIPELINE_MANAGER.enable_multiprocess(False, funcs)
+        mp.set_start_method(old, force=True)

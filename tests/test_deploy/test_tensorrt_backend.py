@@ -10,8 +10,8 @@ import os.path as osp
 import pytest
 import torch
 
-from deploy_test_utils import REPO, SIZE
-from mmsam3.deploy import GRAPH_NAMES, DeployedSAM3, audit_onnx, export_sam3_graphs
+from deploy_test_utils import REPO, SIZE, load_tool
+from mmsam3.deploy import GRAPH_NAMES, DeployedSAM3, audit_onnx
 from mmsam3.deploy.tensorrt_engine_builder import build_engines, tensorrt_available, trt_profiles
 
 TRT_CFG = osp.join(REPO, 'configs', 'deploy', 'instance-seg_tensorrt_static-168x168.py')
@@ -21,9 +21,14 @@ needs_trt = pytest.mark.skipif(not TRT_OK, reason=f'TensorRT engines need Tensor
 
 
 @pytest.fixture(scope='module')
-def trt_graphs(tiny_deployment, tmp_path_factory):
+def trt_graphs(tiny_deployment, shapes_root, tmp_path_factory):
+    """The TensorRT config's graphs, exported on this CPU host by the deploy tool (--ir-only:
+    mmdeploy itself refuses a TensorRT config without a CUDA device)."""
     work_dir = str(tmp_path_factory.mktemp('trt_graphs'))
-    export_sam3_graphs(TRT_CFG, tiny_deployment.model, work_dir)
+    assert load_tool('deploy').main([
+        TRT_CFG, tiny_deployment.model_cfg, tiny_deployment.ckpt,
+        shapes_root + 'valid/000000.png', '--work-dir', work_dir, '--device', 'cpu',
+        '--ir-only', '--cfg-options', *tiny_deployment.cfg_options]) is None
     return work_dir
 
 

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Build and time SAM 3's TensorRT engines ON THE DEVICE (Jetson, JetPack 6.2 / TensorRT 10.3),
-# from a work dir exported on an x86 host by tools/deployment/deploy.py with a TensorRT deploy
-# config (its sam3_graphs.json carries the optimisation profiles and the FP32 layer names).
+# from a work dir exported on an x86 host (tools/deployment/deploy.py TENSORRT_CFG ... --ir-only,
+# or mmdeploy's tools/deploy.py with the ONNX Runtime config of the same size): its
+# sam3_graphs.json carries the optimisation profiles and the FP32 layer names. (With mmsam3 and
+# mmdeploy on the device, mmdeploy's tools/deploy.py TENSORRT_CFG ... --device cuda:0 builds
+# the engines itself.)
 #
 #   bash tools/deployment/build_trt_engines.sh WORK_DIR [--fp16] [--graphs "vision_tower ..."]
 #
@@ -27,7 +30,7 @@ done
 TRTEXEC=${TRTEXEC:-$(command -v trtexec || echo /usr/src/tensorrt/bin/trtexec)}
 [ -x "$TRTEXEC" ] || { echo "trtexec not found (set TRTEXEC=...)" >&2; exit 1; }
 MANIFEST="$WORK_DIR/sam3_graphs.json"
-[ -f "$MANIFEST" ] || { echo "$MANIFEST not found: export with tools/deployment/deploy.py" >&2; exit 1; }
+[ -f "$MANIFEST" ] || { echo "$MANIFEST not found: export the graphs first (mmdeploy's tools/deploy.py or tools/deployment/deploy.py)" >&2; exit 1; }
 
 # trtexec arguments of one graph from the manifest: shapes of the profile, FP32 layers.
 trt_args() {

@@ -1,44 +1,39 @@
-"""Export SAM 3 to three ONNX graphs (and TensorRT engines when TensorRT is importable), then
-run the deployed model on an image beside the PyTorch model.
+"""Deploy SAM 3 with mmdeploy's pipeline, in one process, and compare with PyTorch.
 
     python tools/deployment/deploy.py configs/deploy/instance-seg_onnxruntime_static-1008x1008.py \
         configs/sam3/sam3_vit-l_zeroshot_coco.py checkpoints/sam3_vit-l_mmsam3.pth demo.jpg \
         --work-dir work_dirs/sam3_onnx --texts "fish" "shark"
 
-Writes ``vision_tower.onnx``, ``text_tower.onnx``, ``prompt_decoder.onnx`` (large ones with a
-``.onnx.data`` external-data file), ``sam3_graphs.json`` (inputs / outputs / shapes, weights
-fingerprints, deploy settings) and, for a TensorRT deploy config with TensorRT installed,
-``<graph>.engine``. Mirrors mmdeploy's ``tools/deploy.py`` arguments; mmdeploy's own tool cannot
-do this (its ``torch2onnx`` makes one graph with image inputs only).
+The same calls as mmdeploy's ``tools/deploy.py`` (``torch2onnx``, ``to_backend``, then the
+backend and PyTorch models on the image through the ``mmsam3`` task processor), without its
+spawned processes, plus: ``--texts`` for the phrases, the largest PyTorch / deployed difference
+printed, and ``--ir-only`` to export a TensorRT deploy config's graphs on a CPU host (mmdeploy
+refuses a TensorRT config with a CPU device; build the engines on the device with
+``tools/deployment/build_trt_engines.sh``). Writes ``vision_tower.onnx``, ``text_tower.onnx``,
+``prompt_decoder.onnx`` (large ones with a ``.onnx.data`` file), ``sam3_graphs.json``,
+``<graph>.engine`` for TensorRT, and ``output_<backend>.jpg`` / ``output_pytorch.jpg``.
 """
 import argparse
 import os.path as osp
-import sys
-import time
 
-import numpy as np
 import torch
-
-TOOLS = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if TOOLS not in sys.path:
-    sys.path.insert(0, TOOLS)
-
-import mmsam3  # noqa: E402,F401  (registers modules)
-from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.config import DictAction
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description='Export SAM 3 for deployment (three graphs)')
+    parser = argparse.ArgumentParser(description='Deploy SAM 3 through mmdeploy (three graphs)')
     parser.add_argument('deploy_cfg', help='deploy config (configs/deploy/)')
     parser.add_argument('model_cfg', help='model config')
     parser.add_argument('checkpoint', help='model checkpoint')
-    parser.add_argument('img', help='image to run the deployed model on')
+    parser.add_argument('img', help='image to export with and run the deployed model on')
     parser.add_argument('--work-dir', required=True, help='where the graphs go')
-    parser.add_argument('--texts', nargs='*', default=['object'], help='phrases to run on IMG')
-    parser.add_argument('--device', default='cpu', help='export / PyTorch device')
+    parser.add_argument('--texts', nargs='*', default=None,
+                        help="phrases to run on IMG (default: the deploy config's "
+                        'codebase_config.sam3.phrases)')
+    parser.add_argument('--device', default='cpu', help='cpu, or cuda:N (TensorRT needs it)')
+    parser.add_argument('--ir-only', action='store_true',
+                        help='export the graphs and stop (no engines, no comparison)')
     parser.add_argument('--show-top', type=int, default=5, help='detections printed per model')
-    parser.add_argument('--skip-export', action='store_true',
-                        help='reuse the graphs already in --work-dir (only run and compare)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='model config overrides key=value')
     return parser.parse_args(argv)
@@ -66,48 +61,60 @@ def compare(pred_torch, pred_deployed) -> dict:
 
 def main(argv=None):
     args = parse_args(argv)
-    from demo import run
-    from mmdet.apis import init_detector
+    from mmdeploy.apis import build_task_processor, torch2onnx
+    from mmdeploy.apis.utils import to_backend
+    from mmdeploy.utils import get_backend, load_config
 
-    from mmsam3.deploy import (DeployedSAM3, export_sam3_graphs, load_deploy_cfg,
-                               sam3_deploy_settings)
-    from mmsam3.deploy.tensorrt_engine_builder import build_engines, tensorrt_available
+    from mmsam3.deploy import MANIFEST_NAME, export_sam3_graphs, load_deploy_cfg
+    from mmsam3.deploy.sam3_task import sam3_task_processor
 
     deploy_cfg = load_deploy_cfg(args.deploy_cfg)
-    backend = deploy_cfg.backend_config.type
-    model_cfg = Config.fromfile(args.model_cfg)
+    model_cfg = load_config(args.model_cfg)[0]
     if args.cfg_options:
         model_cfg.merge_from_dict(args.cfg_options)
-    settings = sam3_deploy_settings(deploy_cfg)
-    model = init_detector(model_cfg, args.checkpoint, device=args.device)
-    if not args.skip_export:
-        start = time.perf_counter()
-        export_sam3_graphs(deploy_cfg, model, args.work_dir,
-                           model_info=dict(config=args.model_cfg, checkpoint=args.checkpoint))
-        print(f'exported 3 graphs for {settings["input_hw"][0]}x{settings["input_hw"][1]} in '
-              f'{time.perf_counter() - start:.1f} s to {args.work_dir}')
-    run_backend = 'onnxruntime'
-    if backend == 'tensorrt':
-        ok, reason = tensorrt_available()
-        if ok:
-            build_engines(deploy_cfg, args.work_dir)
-            run_backend = 'tensorrt'
-        else:
-            print(f'TensorRT engines not built here ({reason}); build them on the device with '
-                  'tools/deployment/build_trt_engines.sh. Running the ONNX graphs instead.')
-    device = args.device if run_backend == 'tensorrt' else 'cpu'
-    deployed = DeployedSAM3(model_cfg, args.work_dir, backend=run_backend, device=device)
-    pred_torch = run(model, model_cfg, args.img, args.texts, None, None)
-    pred_dep = run(deployed, model_cfg, args.img, args.texts, None, None)
-    _print_detections('PyTorch', pred_torch, args.show_top)
-    _print_detections(f'deployed ({run_backend})', pred_dep, args.show_top)
-    diff = compare(pred_torch, pred_dep)
+    if args.texts:
+        deploy_cfg.codebase_config.setdefault('sam3', {})['phrases'] = list(args.texts)
+    backend = get_backend(deploy_cfg).value
+    on_cpu = not str(args.device).startswith('cuda')
+    if backend == 'tensorrt' and on_cpu and not args.ir_only:
+        raise SystemExit(
+            f'{args.deploy_cfg} is a TensorRT deploy config and --device is {args.device}: '
+            'TensorRT builds and runs engines on a CUDA device. Run with --device cuda:0 where '
+            'TensorRT 10 is installed, or add --ir-only to export the graphs here and build '
+            'the engines on the device (tools/deployment/build_trt_engines.sh WORK_DIR).')
+    manifest = osp.join(args.work_dir, MANIFEST_NAME)
+    if backend == 'tensorrt' and on_cpu:
+        # mmdeploy's build_task_processor refuses TensorRT + CPU; the export itself traces on
+        # the CPU: the same calls torch2onnx makes, with a task processor built without it.
+        task = sam3_task_processor(model_cfg, deploy_cfg, args.device)
+        model = task.build_pytorch_model(args.checkpoint)
+        _, image = task.create_input(args.img, None, model.data_preprocessor)
+        export_sam3_graphs(deploy_cfg, model, args.work_dir, image)
+    else:
+        torch2onnx(args.img, args.work_dir, MANIFEST_NAME, deploy_cfg, model_cfg,
+                   args.checkpoint, device=args.device)
+    print(f'graphs and manifest: {manifest}')
+    if args.ir_only:
+        return None
+    backend_files = to_backend(backend, [manifest], work_dir=args.work_dir,
+                               deploy_cfg=deploy_cfg, device=args.device)
+    task = build_task_processor(model_cfg, deploy_cfg, args.device)
+    predictions = {}
+    for name, model in ((backend, task.build_backend_model(backend_files)),
+                        ('pytorch', task.build_pytorch_model(args.checkpoint))):
+        data, _ = task.create_input(args.img, None)
+        with torch.no_grad():
+            predictions[name] = model.test_step(data)[0]
+        task.visualize(args.img, predictions[name], osp.join(args.work_dir, f'output_{name}.jpg'),
+                       window_name=name)
+    _print_detections('PyTorch', predictions['pytorch'], args.show_top)
+    _print_detections(f'deployed ({backend})', predictions[backend], args.show_top)
+    diff = compare(predictions['pytorch'], predictions[backend])
     print('max |PyTorch - deployed|: ' + ', '.join(
         f'{k} {v:.3g}' if isinstance(v, float) else f'{k} {v}' for k, v in diff.items()))
     return diff
 
 
 if __name__ == '__main__':
-    np.set_printoptions(precision=4)
     torch.set_grad_enabled(False)
     main()
