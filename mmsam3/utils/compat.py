@@ -26,6 +26,21 @@ site-packages. What it fixes:
 * **Distributed training without GPUs.** mmengine 0.10.7 calls ``torch.cuda.set_device`` for every
   ``pytorch`` launch and passes ``device_ids`` to DDP, so ``torchrun`` + gloo on a CPU machine fails.
   Both are skipped when CUDA is not available (``nccl`` then falls back to ``gloo``).
+* **FSDP through ``FlexibleRunner`` + ``FSDPStrategy``.** The strategy hands FSDP
+  ``device_id=LOCAL_RANK`` (a CUDA index); without CUDA the wrapper gets the CPU device instead,
+  so FSDP runs on gloo (mmengine's own FSDP test is skipped without CUDA). Gradient clipping of
+  ``OptimWrapper`` calls ``torch.nn.utils.clip_grad_norm_`` on each rank's shard, which gives
+  every rank a different norm; under FSDP it goes through ``FullyShardedDataParallel.
+  clip_grad_norm_`` (the norm of the whole gradient, as DDP clips). A model that the wrap
+  policy leaves in one unit is refused (:func:`mmsam3.engine.fsdp.check_fsdp_wrapped`).
+  ``--resume`` loads the optimizer state with ``FSDP.optim_state_dict_to_load`` by keyword
+  (mmengine passes the arguments in the order of torch < 2.1), and a full state dict is copied
+  into the gathered parameters in place: with ``use_orig_params`` FSDP's own full-state-dict
+  load leaves the optimizer stepping storages the model no longer uses (the run after
+  ``--resume`` then drifts from an uninterrupted one). On a CPU, torch's full optimizer state
+  dict kept views of one reused gather buffer, so every per-parameter state of the checkpoint
+  held the last state gathered (AdamW's ``exp_avg`` saved as ``exp_avg_sq``); each state is
+  copied out of that buffer before the next is gathered.
 """
 import os
 import os.path as osp
@@ -234,6 +249,145 @@ def _patch_cpu_distributed():
         MMDistributedDataParallel.__init__ = __init__
 
 
+def _fsdp_clip_grad_norm(fsdp_model):
+    """``clip_grad_norm_(params, max_norm, norm_type)`` for an FSDP model: the total norm over
+    every rank's shard (FSDP's own), whatever subset of parameters the caller passes."""
+
+    def clip(params, max_norm, norm_type=2, **kwargs):
+        return fsdp_model.clip_grad_norm_(max_norm, norm_type)
+
+    return clip
+
+
+def _load_full_state_dict_in_place(fsdp_model, state_dict, strict):
+    """Copy a full (plain-model) state dict into an FSDP model's gathered parameters and its
+    buffers, in place, then let FSDP write the shards back."""
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+    def clean(name):
+        for prefix in ('_fsdp_wrapped_module.', '_checkpoint_wrapped_module.'):
+            name = name.replace(prefix, '')
+        return name
+
+    state_dict = {k[len('module.'):] if k.startswith('module.') else k: v
+                  for k, v in state_dict.items()}
+    seen = set()
+    with FSDP.summon_full_params(fsdp_model, writeback=True, rank0_only=False):
+        with torch.no_grad():
+            for name, tensor in list(fsdp_model.named_parameters()) + list(
+                    fsdp_model.named_buffers()):
+                key = clean(name)
+                if key in state_dict:
+                    tensor.copy_(state_dict[key].to(tensor.dtype))
+                    seen.add(key)
+    missing = sorted(clean(n) for n, _ in fsdp_model.named_parameters() if clean(n) not in seen)
+    unexpected = sorted(set(state_dict) - seen)
+    if strict and (missing or unexpected):
+        raise RuntimeError(f'Error loading a full state dict into the FSDP model: missing keys '
+                           f'{missing[:10]}, unexpected keys {unexpected[:10]}')
+    if missing or unexpected:
+        warnings.warn(f'FSDP load: {len(missing)} missing keys {missing[:5]}, '
+                      f'{len(unexpected)} unexpected keys {unexpected[:5]}')
+
+
+def _patch_fsdp():
+    from mmengine._strategy.fsdp import FSDPStrategy
+    from mmengine.model.wrappers import MMFullyShardedDataParallel
+    from torch.distributed.fsdp import _optim_utils
+
+    if 'fsdp_unflatten_orig_param_states' not in _ORIGINALS:
+        original_unflatten = _optim_utils._unflatten_orig_param_states
+        _ORIGINALS['fsdp_unflatten_orig_param_states'] = original_unflatten
+
+        def _unflatten_orig_param_states(fsdp_param_info, output_states, state_name, *args,
+                                         **kwargs):
+            # torch gathers every state of a flat parameter (AdamW's exp_avg, then exp_avg_sq)
+            # into one reused buffer and keeps views of it; the offload copy (`.cpu()`) is what
+            # separates them on a GPU, and on a CPU it returns the same storage, so every saved
+            # state ended as the last one gathered (exp_avg == exp_avg_sq in the checkpoint).
+            if fsdp_param_info.state.compute_device.type == 'cpu':
+                for gathered in output_states.values():
+                    value = gathered.get(state_name)
+                    if type(value) is torch.Tensor:
+                        gathered[state_name] = value.clone()
+            return original_unflatten(fsdp_param_info, output_states, state_name, *args,
+                                      **kwargs)
+
+        _optim_utils._unflatten_orig_param_states = _unflatten_orig_param_states
+
+    if 'fsdp_init' not in _ORIGINALS:
+        original_init = MMFullyShardedDataParallel.__init__
+        _ORIGINALS['fsdp_init'] = original_init
+
+        def __init__(self, module, *args, **kwargs):
+            if not torch.cuda.is_available() and isinstance(kwargs.get('device_id'), int):
+                kwargs['device_id'] = torch.device('cpu')
+            original_init(self, module, *args, **kwargs)
+
+        MMFullyShardedDataParallel.__init__ = __init__
+
+    if 'fsdp_wrap_model' not in _ORIGINALS:
+        original_wrap = FSDPStrategy._wrap_model
+        _ORIGINALS['fsdp_wrap_model'] = original_wrap
+
+        def _wrap_model(self, model):
+            from mmsam3.engine.fsdp import check_fsdp_wrapped
+            wrapped = original_wrap(self, model)
+            if wrapped is not None:
+                check_fsdp_wrapped(wrapped)
+            return wrapped
+
+        FSDPStrategy._wrap_model = _wrap_model
+
+    if 'fsdp_build_optim_wrapper' not in _ORIGINALS:
+        original_build = FSDPStrategy.build_optim_wrapper
+        _ORIGINALS['fsdp_build_optim_wrapper'] = original_build
+
+        def build_optim_wrapper(self, optim_wrapper, model=None):
+            from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+            built = original_build(self, optim_wrapper, model)
+            wrappers = built.values() if hasattr(built, 'values') else [built]
+            for wrapper in wrappers:
+                if isinstance(model, FSDP) and getattr(wrapper, 'grad_name', None) == 'grad_norm':
+                    wrapper.clip_func = _fsdp_clip_grad_norm(model)
+            return built
+
+        FSDPStrategy.build_optim_wrapper = build_optim_wrapper
+
+    if 'fsdp_load_model_state_dict' not in _ORIGINALS:
+        original_load_model = FSDPStrategy.load_model_state_dict
+        _ORIGINALS['fsdp_load_model_state_dict'] = original_load_model
+
+        def load_model_state_dict(self, state_dict, *, strict=False, revise_keys=None):
+            if not self._is_full_state_dict():
+                return original_load_model(self, state_dict, strict=strict)
+            _load_full_state_dict_in_place(self.model, state_dict, strict)
+
+        FSDPStrategy.load_model_state_dict = load_model_state_dict
+
+    if 'fsdp_load_optim_state_dict' not in _ORIGINALS:
+        _ORIGINALS['fsdp_load_optim_state_dict'] = FSDPStrategy.load_optim_state_dict
+
+        def load_optim_state_dict(self, state_dict):
+            from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+            extra = {k: v for k, v in state_dict.items() if k not in ('state', 'param_groups')}
+            optim = dict(state=state_dict['state'], param_groups=state_dict['param_groups'])
+            # Every rank read the whole file: load it on every rank (with rank0_only, ranks
+            # other than 0 lose per-parameter scalars such as AdamW's step count).
+            from torch.distributed.fsdp import (FullOptimStateDictConfig,
+                                                FullStateDictConfig, StateDictType)
+            with FSDP.state_dict_type(self.model, StateDictType.FULL_STATE_DICT,
+                                      FullStateDictConfig(rank0_only=False),
+                                      FullOptimStateDictConfig(rank0_only=False)):
+                loaded = FSDP.optim_state_dict_to_load(
+                    model=self.model, optim=self.optim_wrapper.optimizer,
+                    optim_state_dict=optim)
+            loaded.update(extra)
+            self.optim_wrapper.load_state_dict(loaded)
+
+        FSDPStrategy.load_optim_state_dict = load_optim_state_dict
+
+
 def _installed_path_following_imports(package):
     """``get_installed_path`` that also works for PEP 660 editable installs."""
     import importlib.util
@@ -394,6 +548,7 @@ def apply_compat():
     _patch_checkpoint_saving()
     _patch_resume()
     _patch_cpu_distributed()
+    _patch_fsdp()
     _patch_installed_path_lookup()
 
 

@@ -226,7 +226,7 @@ def main(argv=None):
         for tier in args.tiers:
             mem = subprocess.run(
                 [sys.executable, 'tools/analysis_tools/train_memory.py', TIERS[tier][1],
-                 '--num-prompts', '2', '--bpe-path', bpe, '--cfg-options',
+                 '--measure', '--num-prompts', '2', '--bpe-path', bpe, '--cfg-options',
                  f'model.teacher_ckpt={teacher_ckpt}'], cwd=REPO, text=True,
                 capture_output=True, env=dict(os.environ, OMP_NUM_THREADS=str(args.threads)))
             results['tiers'][tier]['train_memory'] = (

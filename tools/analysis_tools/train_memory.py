@@ -1,20 +1,33 @@
-"""Peak memory of one SAM 3 training step for a config (model + optimizer wrapper as configured).
+"""Peak memory of one SAM 3 training step for a config: estimated (default) or measured.
 
     python tools/analysis_tools/train_memory.py configs/sam3/sam3_vit-l_full-ft_1xb1-1k_rf100-vl.py
-    python tools/analysis_tools/train_memory.py configs/sam3/sam3_vit-l_lora_1xb1-1k_coco.py --size tiny
-    python tools/analysis_tools/train_memory.py CONFIG --num-prompts 10 --cfg-options model.lora.r=8
+    python tools/analysis_tools/train_memory.py CONFIG --world-size 4        # FSDP over 4 GPUs
+    python tools/analysis_tools/train_memory.py CONFIG --levers              # what each lever buys
+    python tools/analysis_tools/train_memory.py CONFIG --measure --size tiny # a real step
+    python tools/analysis_tools/train_memory.py CONFIG --compare --size tiny # estimate vs measured
 
-Builds the model and the optim wrapper from the config, runs ``model.train_step`` once at batch
-1 on a synthetic image of the config's input size (``model.backbone.img_size``) with
-``--num-prompts`` text prompts (one box, plus a mask when the model has a mask head, per prompt),
-so forward, backward and the optimizer step (AdamW state allocation included) are all counted.
+**Estimate** (default; no GPU needed, nothing of the model's size allocated): one training step
+of the config as it is (precision, ``with_cp``, frozen modules, LoRA, the dataloader's batch size
+per GPU, ``model.backbone.img_size``, mask head or not) traced on fake tensors with torch's
+``MemTracker`` (:mod:`mmsam3.utils.train_memory_estimate`): parameters, gradients, optimizer
+state, activations and temporaries at the peak, each top-level module's peak, and the peak per GPU
+on 1 GPU and with FSDP on 2 / 4 / 8 (``--world-size N`` for another N). ``--target cuda`` (the
+default) counts storages as the CUDA caching allocator does; the GPU total adds allocator
+fragmentation and the CUDA context, which no tensor trace sees.
 
-Reported peak: on CUDA ``torch.cuda.max_memory_allocated`` (total and above the pre-step
-allocation, i.e. weights); on CPU the process's peak resident set (Linux ``VmHWM``, reset
-through ``/proc/self/clear_refs`` before the model is built, so what an earlier step or import
-touched does not hide the step's own peak; ``resource.getrusage`` where that is unavailable).
-``--size tiny`` swaps in the sizes of ``configs/_base_/models/sam3_tiny.py`` (the smoke-test
-size). On CPU an ``AmpOptimWrapper`` is replaced by ``OptimWrapper`` (AMP needs CUDA), with a note.
+**Measure** (``--measure``): builds the model and the optim wrapper and runs ``model.train_step``
+once on a synthetic batch. Peak: on CUDA ``torch.cuda.max_memory_allocated`` (total and above
+the pre-step allocation); on CPU the process's peak resident set (Linux ``VmHWM``, reset through
+``/proc/self/clear_refs`` before the model is built; ``resource.getrusage`` where that is
+unavailable). On CPU an ``AmpOptimWrapper`` is replaced by ``OptimWrapper`` (AMP needs CUDA).
+
+**Compare** (``--compare``): the estimate of the CPU step (fp32, ``--target cpu``) and the measured
+CPU step of the same config, after a warm-up step whose memory is handed back to the system, and
+their ratio.
+
+``--size tiny`` swaps in the sizes of ``configs/_base_/models/sam3_tiny.py`` (the smoke-test size).
+``--batch-size`` sets the images per GPU; ``--global-batch-size`` the images per step over all
+``--world-size`` GPUs (it must divide).
 """
 import argparse
 import os
@@ -23,7 +36,6 @@ import resource
 import sys
 import time
 
-import numpy as np
 import torch
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -33,22 +45,55 @@ if REPO not in sys.path:
 TINY_MODEL = osp.join(REPO, 'configs', '_base_', 'models', 'sam3_tiny.py')
 FULL_MODEL = osp.join(REPO, 'configs', '_base_', 'models', 'sam3_vit-l.py')
 DEFAULT_BPE = osp.join(REPO, '..', 'shared', 'data', 'bpe_simple_vocab_16e6.txt.gz')
-PROMPTS = ('red apple', 'dog', 'car', 'person', 'tree', 'window', 'shoe', 'cat')
 
 
 def parse_args(argv=None):
     from mmengine.config import DictAction
     parser = argparse.ArgumentParser(description='Peak memory of one SAM 3 training step')
     parser.add_argument('config')
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument('--measure', action='store_true', help='run a real step and measure it')
+    mode.add_argument('--compare', action='store_true',
+                      help='estimate and measure the CPU step; print their ratio')
     parser.add_argument('--size', choices=('tiny', 'full'), default='full',
                         help='full: the config as is; tiny: sam3_tiny sizes (smoke test)')
-    parser.add_argument('--device', default=None, help='default: cuda when available, else cpu')
+    parser.add_argument('--device', default=None, help='--measure: default cuda when available')
+    parser.add_argument('--target', choices=('cuda', 'cpu'), default='cuda',
+                        help='estimate: the device the step is meant for')
+    parser.add_argument('--world-size', type=int, default=1,
+                        help='estimate: GPUs the model is sharded over with FSDP')
+    parser.add_argument('--batch-size', type=int, default=None, help='images per GPU')
+    parser.add_argument('--global-batch-size', type=int, default=None,
+                        help='images per step over all --world-size GPUs')
+    parser.add_argument('--levers', action='store_true',
+                        help='estimate: also what each unused memory lever would give')
     parser.add_argument('--num-prompts', type=int, default=2)
     parser.add_argument('--bpe-path', default=None,
                         help='CLIP BPE file when the config path does not exist')
+    parser.add_argument('--json', default=None, help='also write the result to this file')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, as in tools/train.py')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.batch_size = per_gpu_batch(args.batch_size, args.global_batch_size, args.world_size)
+    return args
+
+
+def per_gpu_batch(batch_size, global_batch_size, world_size):
+    """Images per GPU from ``--batch-size`` or ``--global-batch-size`` over ``world_size``."""
+    if world_size < 1:
+        raise SystemExit(f'--world-size must be >= 1, got {world_size}')
+    if global_batch_size is None:
+        return batch_size
+    if batch_size is not None:
+        raise SystemExit('give --batch-size (per GPU) or --global-batch-size, not both')
+    if global_batch_size % world_size:
+        raise SystemExit(
+            f'--global-batch-size {global_batch_size} is not divisible by --world-size '
+            f'{world_size}: every GPU takes the same number of images per step (FSDP and DDP '
+            f'average gradients over equal shards); use a multiple of {world_size}, e.g. '
+            f'{(global_batch_size // world_size + 1) * world_size}, or '
+            'optim_wrapper.accumulative_counts for the rest')
+    return global_batch_size // world_size
 
 
 def load_config(path, size='full', cfg_options=None, bpe_path=None):
@@ -60,6 +105,8 @@ def load_config(path, size='full', cfg_options=None, bpe_path=None):
     if size == 'tiny':
         apply_tiny_sizes(cfg.model)
     if cfg_options:
+        from mmsam3.utils.config_keys import check_cfg_option_keys
+        check_cfg_option_keys(cfg, cfg_options)
         cfg.merge_from_dict(cfg_options)
     bpe = cfg.model.tokenizer.get('bpe_path')
     if bpe_path or not (bpe and osp.isfile(bpe)):
@@ -106,32 +153,6 @@ def apply_tiny_sizes(model_cfg):
     return model_cfg
 
 
-def synthetic_batch(size, num_prompts, with_masks):
-    from mmdet.structures import DetDataSample
-    from mmdet.structures.mask import BitmapMasks
-    from mmengine.structures import InstanceData
-    rng = np.random.default_rng(0)
-    texts = [PROMPTS[i % len(PROMPTS)] + ('' if i < len(PROMPTS) else f' {i}')
-             for i in range(num_prompts)]
-    boxes, masks = [], np.zeros((num_prompts, size, size), np.uint8)
-    for i in range(num_prompts):
-        x0, y0 = rng.integers(0, size // 2, 2)
-        w, h = rng.integers(size // 8, size // 2, 2)
-        boxes.append([x0, y0, x0 + w, y0 + h])
-        masks[i, y0:y0 + h, x0:x0 + w] = 1
-    sample = DetDataSample(metainfo=dict(
-        texts=texts, prompt_labels=list(range(num_prompts)), img_shape=(size, size),
-        ori_shape=(size, size), pad_shape=(size, size), batch_input_shape=(size, size),
-        scale_factor=(1.0, 1.0)))
-    gt = InstanceData(bboxes=torch.tensor(boxes, dtype=torch.float32),
-                      labels=torch.arange(num_prompts))
-    if with_masks:
-        gt.masks = BitmapMasks(masks, size, size)
-    sample.gt_instances = gt
-    img = torch.from_numpy(rng.integers(0, 256, (3, size, size), dtype=np.uint8))
-    return dict(inputs=[img], data_samples=[sample])
-
-
 def _peak_rss_mb():
     from mmsam3.utils import proc_status_mib
     peak = proc_status_mib('VmHWM')
@@ -140,26 +161,86 @@ def _peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
-def measure(cfg, device=None, num_prompts=2):
-    """One training step; returns a dict of sizes (MiB) and counts."""
-    from mmdet.registry import MODELS
-    from mmengine.optim import build_optim_wrapper
-    device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
-    notes = []
+def _release_freed_memory():
+    """Hand memory that Python and glibc keep after ``free`` back to the system, so that the
+    next resident-set reading starts from what is really in use."""
+    import ctypes
+    import gc
+    gc.collect()
+    try:
+        ctypes.CDLL('libc.so.6').malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _fixed_mmap_threshold(nbytes=1 << 16):
+    """glibc serves blocks above ``nbytes`` with their own mappings and unmaps them when freed.
+    Its default threshold grows after each large free, so freed activations stay resident and a
+    resident-set peak would count allocator fragmentation, not the step's tensors."""
+    import ctypes
+    try:
+        return ctypes.CDLL('libc.so.6').mallopt(-3, nbytes) == 1  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        return False
+
+
+def _cpu_optim_cfg(cfg, notes):
     ow_cfg = cfg.optim_wrapper.copy()
-    if not str(device).startswith('cuda') and ow_cfg.get('type') == 'AmpOptimWrapper':
+    if ow_cfg.get('type') == 'AmpOptimWrapper':
         ow_cfg.type = 'OptimWrapper'
         for key in ('dtype', 'loss_scale'):
             ow_cfg.pop(key, None)
         notes.append('AmpOptimWrapper -> OptimWrapper on CPU (AMP needs CUDA)')
-    from mmsam3.utils import proc_status_mib, reset_peak_rss
-    resettable = reset_peak_rss()
-    rss0 = proc_status_mib('VmRSS') if resettable else _peak_rss_mb()
+    return ow_cfg
+
+
+def _train_step(cfg, device, ow_cfg, num_prompts, batch_size):
+    from mmdet.registry import MODELS
+    from mmengine.optim import build_optim_wrapper
+
+    from mmsam3.utils.synthetic_train_batch import synthetic_train_batch
     model = MODELS.build(cfg.model).to(device)
     model.train()
     wrapper = build_optim_wrapper(model, ow_cfg)
     size = int(cfg.model.backbone.get('img_size', 1008))
-    data = synthetic_batch(size, num_prompts, model.bbox_head.with_masks)
+    data = synthetic_train_batch(size, num_prompts, model.bbox_head.with_masks, batch_size)
+    return model, wrapper, data, size
+
+
+def measure(cfg, device=None, num_prompts=2, batch_size=None, warmup=False):
+    """One training step; returns a dict of sizes (MiB) and counts.
+
+    ``warmup``: run one step of the same config first and free it, so that code and allocator
+    pages the first step touches do not count as the measured step's memory (CPU).
+    """
+    device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    batch_size = batch_size or int((cfg.get('train_dataloader') or {}).get('batch_size', 1) or 1)
+    notes = []
+    ow_cfg = cfg.optim_wrapper.copy()
+    if not str(device).startswith('cuda'):
+        ow_cfg = _cpu_optim_cfg(cfg, notes)
+    if not str(device).startswith('cuda') and _fixed_mmap_threshold():
+        notes.append('glibc mmap threshold fixed at 64 KiB (freed tensors leave the RSS)')
+    tensor_peak = None
+    if warmup:
+        from torch.distributed._tools.mem_tracker import MemTracker
+
+        from mmsam3.utils.train_memory_estimate import skip_grad_hooks_of_frozen, snapshot_mib
+        model, wrapper, data, _ = _train_step(cfg, device, ow_cfg, num_prompts, batch_size)
+        tracker = MemTracker()
+        tracker.track_external(model, wrapper.optimizer)
+        skip_grad_hooks_of_frozen(tracker, model)
+        with tracker:
+            model.train_step(data, optim_wrapper=wrapper)
+        tensor_peak = sum(
+            sum(snapshot_mib(snap).values())
+            for snap in tracker.get_tracker_snapshot('peak').values())
+        del model, wrapper, data, tracker
+        _release_freed_memory()
+    from mmsam3.utils import proc_status_mib, reset_peak_rss
+    resettable = reset_peak_rss()
+    rss0 = proc_status_mib('VmRSS') if resettable else _peak_rss_mb()
+    model, wrapper, data, size = _train_step(cfg, device, ow_cfg, num_prompts, batch_size)
     if str(device).startswith('cuda'):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -177,9 +258,9 @@ def measure(cfg, device=None, num_prompts=2):
     params = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     result = dict(device=str(device), input_size=size, num_prompts=num_prompts,
-                  params_m=params / 1e6, trainable_m=trainable / 1e6,
+                  batch_size=batch_size, params_m=params / 1e6, trainable_m=trainable / 1e6,
                   loss=float(torch.as_tensor(log_vars['loss']).detach()), step_seconds=seconds,
-                  notes=notes)
+                  notes=notes, tensor_peak_mb=tensor_peak)
     if str(device).startswith('cuda'):
         peak = torch.cuda.max_memory_allocated()
         result.update(peak_mb=peak / 2**20, peak_above_weights_mb=(peak - base_alloc) / 2**20,
@@ -194,21 +275,112 @@ def measure(cfg, device=None, num_prompts=2):
 
 
 def format_result(r):
-    lines = [f"device {r['device']}, input {r['input_size']}x{r['input_size']}, batch 1, "
-             f"{r['num_prompts']} prompts",
+    lines = [f"device {r['device']}, input {r['input_size']}x{r['input_size']}, batch "
+             f"{r['batch_size']}, {r['num_prompts']} prompts",
              f"params {r['params_m']:.2f} M, trainable {r['trainable_m']:.2f} M",
              f"one training step: loss {r['loss']:.4f}, {r['step_seconds']:.2f} s",
              f"peak memory ({r['measure']}): {r['peak_mb']:.1f} MiB "
              f"({r['peak_above_weights_mb']:.1f} MiB above model + optimizer construction)"]
+    if r.get('tensor_peak_mb') is not None:
+        lines.append(f"peak of live tensors in the warm-up step (MemTracker on real tensors): "
+                     f"{r['tensor_peak_mb']:.1f} MiB")
     lines += [f'note: {n}' for n in r['notes']]
     return '\n'.join(lines)
+
+
+CANNOT_SEE = (
+    'not seen by a trace of tensors: CUDA context and cuBLAS/cuDNN workspaces (added as '
+    '{ctx:.2f} GiB) and caching-allocator fragmentation (added as {frag:.0%}); '
+    'CUDA autocast is stood in for by CPU autocast (same matmul / conv precision)')
+
+
+def format_estimate(e):
+    from mmsam3.utils.train_memory_estimate import CUDA_CONTEXT_GIB, FRAGMENTATION
+    gpus = f', FSDP over {e.world_size} GPUs' if e.world_size > 1 else ''
+    lines = [
+        f'ESTIMATE (fake tensors, nothing allocated) for {e.target}{gpus}: input '
+        f'{e.input_size}x{e.input_size}, batch {e.batch_size} per GPU, {e.num_prompts} prompts '
+        f'per image, {e.precision}',
+        f'params {e.params_m:.2f} M, trainable {e.trainable_m:.2f} M; frozen: '
+        f'{", ".join(e.frozen) or "-"}; LoRA: {"yes" if e.lora else "no"}; mask head: '
+        f'{"yes" if e.with_masks else "no"}; activation checkpointing: '
+        f'{", ".join(e.checkpointing) or "-"}',
+        f'{"category at the peak":<28}{"MiB per GPU":>12}']
+    for k, v in e.breakdown.items():
+        lines.append(f'  {k:<26}{v:12.1f}')
+    lines.append(f'  {"peak (allocated)":<26}{e.peak_mib:12.1f}')
+    lines.append(f'{"module":<28}{"own peak MiB":>12}{"params M":>10}{"trainable M":>13}')
+    for name, peak, p, t in e.modules:
+        lines.append(f'  {name:<26}{peak:12.1f}{p:10.2f}{t:13.2f}')
+    from mmsam3.utils.train_memory_estimate import gpu_gib
+    lines.append('peak per GPU by number of GPUs (FSDP): ' + ', '.join(
+        f'{n}: {v / 1024:.2f} GiB allocated / {gpu_gib(v):.2f} GiB needed'
+        for n, v in sorted(e.fsdp_peaks.items())))
+    lines.append(f'attention kernels: {e.attention_kernels or "-"}'
+                 + (f'; attention with dropout run fused as a GPU does (CPU math path '
+                    f'would keep {e.attention_math_mib:.0f} MiB of score matrices)'
+                    if e.attention_math_mib else ''))
+    if e.target == 'cuda':
+        lines.append('note: ' + CANNOT_SEE.format(ctx=CUDA_CONTEXT_GIB, frag=FRAGMENTATION))
+    lines.append(f'estimated on CPU in {e.seconds:.1f} s')
+    return '\n'.join(lines)
+
+
+def estimate(cfg, world_size=1, num_prompts=2, batch_size=None, target='cuda'):
+    from mmsam3.utils.train_memory_estimate import estimate_train_memory
+    return estimate_train_memory(cfg, world_size=world_size, num_prompts=num_prompts,
+                                 batch_size=batch_size, target=target)
+
+
+def compare(cfg, num_prompts=2, batch_size=None):
+    """Estimate of the CPU step (fp32, as measured) vs the measured CPU step."""
+    notes = []
+    cpu_cfg = cfg.copy()
+    cpu_cfg.optim_wrapper = _cpu_optim_cfg(cfg, notes)
+    est = estimate(cpu_cfg, 1, num_prompts, batch_size, target='cpu')
+    _release_freed_memory()
+    meas = measure(cpu_cfg, 'cpu', num_prompts, batch_size, warmup=True)
+    return dict(estimate_mib=est.peak_mib, measured_mib=meas['peak_mb'],
+                ratio=est.peak_mib / meas['peak_mb'], tensor_mib=meas['tensor_peak_mb'],
+                tensor_ratio=est.peak_mib / meas['tensor_peak_mb'], estimate=est,
+                measured=meas, notes=notes)
 
 
 def main(argv=None):
     args = parse_args(argv)
     cfg = load_config(args.config, args.size, args.cfg_options, args.bpe_path)
-    result = measure(cfg, args.device, args.num_prompts)
-    print(format_result(result))
+    if args.measure:
+        result = measure(cfg, args.device, args.num_prompts, args.batch_size)
+        print(format_result(result))
+    elif args.compare:
+        result = compare(cfg, args.num_prompts, args.batch_size)
+        print(format_estimate(result['estimate']))
+        print(format_result(result['measured']))
+        print(f"estimate / measured (CPU, fp32): {result['estimate_mib']:.1f} / "
+              f"{result['measured_mib']:.1f} MiB = {result['ratio']:.3f} (process peak RSS, "
+              f"less the baseline); / {result['tensor_mib']:.1f} MiB = "
+              f"{result['tensor_ratio']:.3f} (live tensors of the real step)")
+    else:
+        result = estimate(cfg, args.world_size, args.num_prompts, args.batch_size, args.target)
+        print(format_estimate(result))
+        if args.levers:
+            from mmsam3.utils.memory_levers import format_levers, lever_estimates
+            rows = lever_estimates(cfg, result, lambda c: estimate(
+                c, 1, args.num_prompts, args.batch_size, args.target))
+            print('levers not used by this config, each on its own:')
+            print(format_levers(rows))
+            result.levers = rows
+    if args.json:
+        import dataclasses
+        import json
+
+        def plain(obj):
+            if dataclasses.is_dataclass(obj):
+                return dataclasses.asdict(obj)
+            return str(obj)
+        with open(args.json, 'w') as f:
+            json.dump(result if isinstance(result, dict) else dataclasses.asdict(result), f,
+                      indent=1, default=plain)
     return result
 
 

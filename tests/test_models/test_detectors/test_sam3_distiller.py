@@ -7,7 +7,7 @@ from mmdet.registry import MODELS
 
 from mmsam3.testing.random_weights import randomize_parameters
 from mmsam3.testing.tiny_model import tiny_model_cfg
-from train_memory import synthetic_batch
+from mmsam3.utils.synthetic_train_batch import synthetic_train_batch as synthetic_batch
 
 
 @pytest.fixture(scope='module')
