@@ -6,7 +6,8 @@
 # and into DDP / single-GPU runs.
 #   bash tools/dist_train.sh CONFIG 8
 # `use_orig_params=True` lets frozen towers and LoRA share a unit with trainable parameters.
-# Buffers keep their dtype (the RoPE tables are complex).
+# Buffers keep their dtype (the RoPE cos / sin tables stay fp32). Bases may not share keys in
+# mmengine, so each FSDP config turns the model's own checkpointing switches off itself.
 runner_type = 'FlexibleRunner'
 strategy = dict(
     type='FSDPStrategy',
