@@ -20,6 +20,14 @@ asked). The image tower runs once per image and the text tower once per distinct
 the number of prompts; :meth:`SAM3.image_terms` are the parts of the prompt stages that depend on
 the image only, for callers that keep them between prompts. Prompts come from each
 ``DetDataSample`` (see :class:`~mmsam3.models.utils.PromptBatch`).
+
+Interactive segmentation (SAM 3's clicks / box / mask prompts on an image, Meta's
+``predict_inst``) is on when the config has ``tracker_neck`` and ``interactive_head``: a second
+:class:`SAM3FPN` over the same ViT output (Meta's ``sam2_convs``) feeds
+:class:`~mmsam3.models.dense_heads.SAM3InteractiveHead`. :meth:`SAM3.extract_feats` runs the ViT
+once for both necks, :meth:`SAM3.extract_tracker_feat` gives the tracker levels alone and
+:meth:`SAM3.forward_interactive` answers clicks on them (see docs/interactive.md). Without the
+two keys the model is the concept-only detector, unchanged.
 """
 import copy
 from typing import Dict, Optional, Sequence, Tuple
@@ -55,6 +63,10 @@ class SAM3(BaseDetector):
         lora (dict, optional): LoRA adapters on the image / text towers, keyword arguments of
             :func:`mmsam3.models.utils.apply_lora` (``r``, ``lora_alpha``, ``lora_dropout``,
             ``towers``); the towers' base weights are frozen.
+        tracker_neck (dict, optional): the interactive (tracker) neck, a second ``SAM3FPN``
+            on the ViT output: its keys update a copy of ``neck`` (``dict()`` = same sizes).
+        interactive_head (dict, optional): :class:`SAM3InteractiveHead` config (needs
+            ``tracker_neck``).
 
     Weights the image model never uses stay in it (official checkpoints load with
     ``strict=True``) and are frozen by the module holding them: the text encoder's
@@ -77,6 +89,8 @@ class SAM3(BaseDetector):
                  data_preprocessor: Optional[dict] = None,
                  frozen_modules: Sequence[str] = (),
                  lora: Optional[dict] = None,
+                 tracker_neck: Optional[dict] = None,
+                 interactive_head: Optional[dict] = None,
                  init_cfg=None):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.backbone = MODELS.build(backbone)
@@ -98,6 +112,17 @@ class SAM3(BaseDetector):
         self.position_encoding = SAM3SinePositionEncoding(num_feats=self.decoder.embed_dims)
         self.train_cfg = train_cfg
         self.test_cfg = test_cfg
+        # Built last: a concept-only model draws the same initial weights with or without them.
+        if (tracker_neck is None) != (interactive_head is None):
+            given = 'tracker_neck' if interactive_head is None else 'interactive_head'
+            raise ValueError('SAM3: tracker_neck and interactive_head go together (interactive '
+                             f'segmentation needs both); got only {given}')
+        self.tracker_neck = self.interactive_head = None
+        if tracker_neck is not None:
+            tracker_cfg = copy.deepcopy(dict(neck))
+            tracker_cfg.update(copy.deepcopy(dict(tracker_neck)))
+            self.tracker_neck = MODELS.build(tracker_cfg)
+            self.interactive_head = MODELS.build(interactive_head)
         if lora is not None:
             from ..utils.lora import apply_lora
             apply_lora(self, **lora)
@@ -132,6 +157,51 @@ class SAM3(BaseDetector):
     def extract_feat(self, batch_inputs: Tensor) -> Tuple[Tensor, ...]:
         """Image tower: the neck levels SAM 3 uses, finest first (strides 3.5, 7 and 14)."""
         return tuple(self.neck(self.backbone(batch_inputs)))
+
+    @property
+    def with_interactive(self) -> bool:
+        """Whether the model answers clicks / boxes / mask prompts (tracker neck + head)."""
+        return getattr(self, 'interactive_head', None) is not None
+
+    def _require_interactive(self):
+        if not self.with_interactive:
+            raise RuntimeError(
+                'this SAM3 model has no interactive head: clicks, boxes and mask prompts need a '
+                'config with tracker_neck and interactive_head (e.g. '
+                'configs/_base_/models/sam3_vit-l_interactive.py); concept prompts (phrases) '
+                'work without them')
+
+    def extract_feats(self, batch_inputs: Tensor,
+                      with_tracker: bool = True) -> Tuple[Tuple[Tensor, ...], Optional[tuple]]:
+        """One ViT pass for both necks: ``(concept levels, tracker levels)``.
+
+        The concept levels are :meth:`extract_feat`'s; the tracker levels (strides 3.5, 7, 14,
+        the input of :meth:`forward_interactive`) are None without a tracker neck or with
+        ``with_tracker=False``.
+        """
+        maps = self.backbone(batch_inputs)
+        img_feats = tuple(self.neck(maps))
+        tracker_feats = None
+        if with_tracker and self.with_interactive:
+            tracker_feats = tuple(self.tracker_neck(maps))
+        return img_feats, tracker_feats
+
+    def extract_tracker_feat(self, batch_inputs: Tensor) -> Tuple[Tensor, ...]:
+        """Image tower + tracker neck only: the three tracker levels, finest first."""
+        self._require_interactive()
+        return tuple(self.tracker_neck(self.backbone(batch_inputs)))
+
+    def forward_interactive(self, tracker_feats, point_coords: Optional[Tensor],
+                            point_labels: Optional[Tensor], mask_input: Optional[Tensor] = None,
+                            multimask_output: bool = True,
+                            img_ids: Optional[Tensor] = None) -> Dict[str, Tensor]:
+        """Answer clicks / boxes / a mask prompt: :meth:`SAM3InteractiveHead.forward` on the
+        tracker levels (or their ``image_feats``). Coordinates are model-input pixels; a box is
+        two points labelled 2 and 3. Returns ``low_res_logits``, ``iou_pred``,
+        ``object_score_logits``, ... (see the head)."""
+        self._require_interactive()
+        return self.interactive_head(tracker_feats, point_coords, point_labels, mask_input,
+                                     multimask_output, img_ids)
 
     def encode_texts(self, texts: Sequence[str],
                      trim_padding: bool = False) -> Tuple[Tensor, Tensor]:

@@ -11,3 +11,7 @@ from .sam3_decoder import SAM3Decoder, SAM3DecoderLayer  # noqa: F401
 from .sam3_encoder_layer import SAM3EncoderLayer  # noqa: F401
 from .sam3_fusion_encoder import SAM3FusionEncoder  # noqa: F401
 from .sam3_geometry_encoder import SAM3GeometryEncoder  # noqa: F401
+from .sam_prompt_encoder import (LayerNorm2d, SAMPromptEncoder,  # noqa: F401
+                                 SAMRandomPositionEncoding)
+from .two_way_transformer import (SAMAttention, SAMMLPBlock, TwoWayAttentionBlock,  # noqa: F401
+                                  TwoWayTransformer)
