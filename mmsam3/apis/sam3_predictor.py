@@ -15,6 +15,18 @@ on them (:meth:`SAM3.encode_texts`, :meth:`SAM3.forward_prompt_feats`,
 ``DetInferencer`` on the same image and phrases (up to rounding). Text features are kept per
 phrase in a bounded LRU cache; the text tower skips the trailing padding of the phrases it
 encodes (``encode_texts(trim_padding=True)``).
+
+Clicks, a box and a mask prompt (SAM 3's interactive segmentation, Meta's ``predict_inst``) need
+a config with the interactive head (``configs/_base_/models/sam3_vit-l_interactive.py``); the
+same ViT pass serves them (``set_image`` also runs the tracker neck)::
+
+    predictor.set_image('demo.jpg')
+    out = predictor.predict(points=[[500, 375]], point_labels=[1])     # 3 masks, IoU scores
+    out = predictor.predict(points=[[500, 375], [620, 300]], point_labels=[1, 0],
+                            multimask_output=False, refine=True)      # previous logits as prompt
+    out = predictor.predict(box=[425, 600, 700, 875])
+
+See docs/interactive.md.
 """
 import copy
 from collections import OrderedDict
@@ -151,11 +163,17 @@ class SAM3Predictor:
         return autocast_context(self.device, self.dtype)
 
     def reset_image(self) -> None:
-        """Forget the image set last (its features and metainfo)."""
+        """Forget the image set last (its features, metainfo and click state)."""
         self.img_feats: Optional[Tuple[Tensor, ...]] = None
         self.image_terms: Optional[dict] = None
+        self.tracker_feats: Optional[Dict[str, Tensor]] = None
         self._metainfo: Optional[dict] = None
         self._input_shape: Optional[Tuple[int, int]] = None
+        self.reset_clicks()
+
+    def reset_clicks(self) -> None:
+        """Forget the previous click round's logits (``refine=True`` starts afresh)."""
+        self.previous_logits: Optional[np.ndarray] = None
 
     @property
     def image_size(self) -> Optional[Tuple[int, int]]:
@@ -207,9 +225,26 @@ class SAM3Predictor:
             raise ValueError(f'network input {tuple(images.shape[-2:])} is not a multiple of the '
                              f'patch size {patch}; pad it (DetDataPreprocessor(pad_size_divisor='
                              f'{patch})) or resize to a multiple')
+        interactive = getattr(self.model, 'with_interactive', False)
         with self._autocast():
-            self.img_feats = tuple(self.model.extract_feat(images))
-            self.image_terms = self.model.image_terms(self.img_feats)
+            if interactive:
+                # One ViT pass for both necks; the click head's image-only part once per image.
+                img_feats, tracker_levels = self.model.extract_feats(images)
+                tracker_feats = self.model.interactive_head.image_feats(tracker_levels)
+            else:
+                img_feats, tracker_feats = self.model.extract_feat(images), None
+            img_feats = tuple(img_feats)
+            image_terms = self.model.image_terms(img_feats)
+        if tracker_feats is not None:
+            head = self.model.interactive_head
+            got = tuple(tracker_feats['image_embed'].shape[-2:])
+            if got != tuple(head.feat_size):
+                raise ValueError(
+                    f'the interactive head needs a {head.image_size}x{head.image_size} network '
+                    f'input (a {head.feat_size[0]}x{head.feat_size[1]} feature grid); the '
+                    f"config's pipeline gives {tuple(images.shape[-2:])}")
+        self.reset_image()
+        self.img_feats, self.image_terms, self.tracker_feats = img_feats, image_terms, tracker_feats
         meta = dict(sample.metainfo)
         for key in ('texts', 'text', 'prompt_labels', 'prompt_boxes', 'prompt_box_labels'):
             meta.pop(key, None)
@@ -296,8 +331,20 @@ class SAM3Predictor:
                 texts: Union[str, Sequence[str], None] = None,
                 boxes=None,
                 box_labels=None,
-                return_datasample: bool = False):
-        """Detect and segment the prompts on the image set last.
+                return_datasample: bool = False,
+                *,
+                points=None,
+                point_labels=None,
+                box=None,
+                mask_input=None,
+                multimask_output: bool = True,
+                refine: bool = False):
+        """Detect and segment the prompts on the image set last: phrases / exemplar boxes
+        (concept prompts), or clicks / a box / a mask (interactive prompts, one object).
+
+        Interactive prompts (``points``, ``point_labels``, ``box``, ``mask_input``,
+        ``multimask_output``, ``refine``) go to :meth:`predict_clicks`; they cannot be mixed
+        with ``texts`` / ``boxes`` in one call.
 
         Args:
             texts: phrases, a list or one string split at ``' . '`` (``'fish . shark'``); prompt
@@ -319,6 +366,18 @@ class SAM3Predictor:
             RuntimeError: before :meth:`set_image`. ValueError: no prompt, boxes outside the
             image, labels without boxes.
         """
+        interactive = (points is not None or point_labels is not None or box is not None or
+                       mask_input is not None or refine)
+        if interactive:
+            if texts is not None or boxes is not None or box_labels is not None:
+                raise ValueError(
+                    'predict(): concept prompts (texts / boxes / box_labels: every instance of a '
+                    'phrase) and interactive prompts (points / point_labels / box / mask_input: '
+                    'one object) go in separate calls')
+            if return_datasample:
+                raise ValueError('return_datasample is for concept prompts')
+            return self.predict_clicks(points, point_labels, box, mask_input, multimask_output,
+                                       refine)
         if self.img_feats is None:
             raise RuntimeError('SAM3Predictor.predict() needs an image: call '
                                'predictor.set_image(img) first')
@@ -345,6 +404,169 @@ class SAM3Predictor:
         if return_datasample:
             return pred
         return self.to_arrays(pred)
+
+    # ------------------------------------------------------------------------------------------
+    # interactive prompts (clicks, a box, a mask)
+    @property
+    def low_res_size(self) -> Optional[Tuple[int, int]]:
+        """``(h, w)`` of the low-resolution logits / mask prompts (288 x 288 for SAM 3)."""
+        head = getattr(self.model, 'interactive_head', None)
+        return None if head is None else tuple(head.low_res_size)
+
+    def _click_inputs(self, points, point_labels, box, mask_input, refine):
+        """Checked prompts in network-input pixels (nothing is changed on failure)."""
+        if not getattr(self.model, 'with_interactive', False):
+            raise RuntimeError(
+                'this model has no interactive head, so it cannot answer clicks, boxes or mask '
+                'prompts: use a config with tracker_neck and interactive_head (e.g. '
+                'configs/_base_/models/sam3_vit-l_interactive.py) and a checkpoint converted '
+                'from sam3.pt; phrases (texts=...) work with this one')
+        if self.tracker_feats is None:
+            raise RuntimeError('SAM3Predictor.predict() needs an image: call '
+                               'predictor.set_image(img) first')
+        h, w = self.image_size
+        coords = labels = None
+        if points is not None or point_labels is not None:
+            if points is None or point_labels is None:
+                raise ValueError('points and point_labels go together: (N, 2) x y pixels and '
+                                 '(N,) labels, 1 positive / 0 negative')
+            try:
+                coords = np.asarray(points, dtype=np.float64)
+                labels = np.asarray(point_labels)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f'points must be (N, 2) numbers and point_labels (N,) 0 / 1: '
+                                 f'{exc}') from None
+            if coords.ndim == 1 and coords.size == 2:
+                coords = coords[None]
+            labels = labels.reshape(-1) if labels.ndim <= 1 else labels
+            if coords.ndim != 2 or coords.shape[1] != 2 or len(coords) == 0:
+                raise ValueError(f'points must be (N, 2) x y pixels with N >= 1, got shape '
+                                 f'{coords.shape}')
+            if labels.ndim != 1 or len(labels) != len(coords):
+                raise ValueError(f'{len(coords)} points but point_labels of shape {labels.shape}')
+            if not np.isfinite(coords).all():
+                raise ValueError(f'points contain NaN / inf: {coords.tolist()}')
+            if labels.dtype.kind not in 'biuf' or not np.isin(labels, (0, 1)).all():
+                raise ValueError(
+                    f'point_labels must be 1 (positive) or 0 (negative), got {labels.tolist()}; '
+                    'a box is given with box=[x1, y1, x2, y2] (its corner labels 2 / 3 are '
+                    'internal)')
+            outside = (coords[:, 0] < 0) | (coords[:, 0] > w) | (coords[:, 1] < 0) | \
+                (coords[:, 1] > h)
+            if outside.any():
+                raise ValueError(
+                    f'points {coords[outside].tolist()} lie outside the {w}x{h} (width x height) '
+                    'image given to set_image(); points are x y pixels of that image')
+            labels = labels.astype(np.int64)
+        if box is not None:
+            try:
+                b = np.asarray(box, dtype=np.float64).reshape(-1)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f'box must be [x1, y1, x2, y2] pixels: {exc}') from None
+            if b.size != 4:
+                raise ValueError(f'box must be one [x1, y1, x2, y2] (4 numbers), got {b.size}')
+            if not np.isfinite(b).all():
+                raise ValueError(f'box contains NaN / inf: {b.tolist()}')
+            if b[2] <= b[0] or b[3] <= b[1]:
+                raise ValueError(f'box {b.tolist()} has no area: it needs x2 > x1 and y2 > y1 '
+                                 '(x1 y1 x2 y2 pixels)')
+            if b[0] < 0 or b[1] < 0 or b[2] > w or b[3] > h:
+                raise ValueError(f'box {b.tolist()} reaches outside the {w}x{h} (width x height) '
+                                 'image given to set_image()')
+            corners = b.reshape(2, 2)
+            coords = corners if coords is None else np.concatenate([corners, coords])
+            corner_labels = np.array([2, 3], dtype=np.int64)
+            labels = corner_labels if labels is None else np.concatenate([corner_labels, labels])
+        lh, lw = self.low_res_size
+        if mask_input is not None:
+            m = mask_input.detach().cpu().numpy() if torch.is_tensor(mask_input) else \
+                np.asarray(mask_input)
+            if m.ndim == 2:
+                m = m[None]
+            if m.ndim == 4 and m.shape[:2] == (1, 1):
+                m = m[0]
+            if m.ndim != 3 or m.shape != (1, lh, lw):
+                raise ValueError(f'mask_input must be the (1, {lh}, {lw}) low-resolution logits '
+                                 f'of a previous round (out["low_res_logits"][i:i+1]), got shape '
+                                 f'{np.shape(mask_input)}')
+            if m.dtype.kind not in 'biuf' or not np.isfinite(m).all():
+                raise ValueError('mask_input must hold finite numbers (logits)')
+            mask = torch.as_tensor(m.astype(np.float32))[None]
+        elif refine and self.previous_logits is not None:
+            mask = torch.as_tensor(self.previous_logits)[None]
+        else:
+            mask = None
+        if coords is None and mask is None:
+            raise ValueError('predict() needs a prompt: points + point_labels, a box, or a '
+                             'mask_input (refine=True reuses the previous round\'s logits)')
+        return coords, labels, mask
+
+    @torch.no_grad()
+    def predict_clicks(self, points=None, point_labels=None, box=None, mask_input=None,
+                       multimask_output: bool = True, refine: bool = False) -> dict:
+        """One object's mask from clicks / a box / a mask prompt on the image set last
+        (Meta's ``Sam3Image.predict_inst``); also reached through :meth:`predict`.
+
+        Args:
+            points: ``(N, 2)`` x y pixels of the image given to :meth:`set_image`.
+            point_labels: ``(N,)`` 1 positive, 0 negative.
+            box: ``[x1, y1, x2, y2]`` pixels (its corners go before the clicks, as in Meta's).
+            mask_input: ``(1, h, w)`` low-resolution logits of a previous round (``h = w =
+                288`` for SAM 3), e.g. ``out['low_res_logits'][[out['scores'].argmax()]]``.
+            multimask_output (bool): 3 candidate masks (for one ambiguous click) or 1.
+            refine (bool): without ``mask_input``, use the previous round's best logits (kept
+                by the predictor) as the mask prompt.
+
+        Returns:
+            dict: ``masks (C, H, W)`` bool at the image's size, ``scores (C,)`` float32
+            predicted IoU, ``low_res_logits (C, h, w)`` float32 (clamped to +-32, as Meta's),
+            ``object_score (float)`` logit; ``C`` = 3 or 1. The best mask's low-res logits
+            are kept for ``refine``.
+
+        Raises:
+            RuntimeError: before :meth:`set_image`, or a model without the interactive head.
+            ValueError: points outside the image / NaN / labels other than 0 and 1, a box with
+            no area or outside the image, a mask prompt of the wrong size. Nothing is changed.
+        """
+        coords, labels, mask = self._click_inputs(points, point_labels, box, mask_input, refine)
+        device = self.device
+        pts = lbl = None
+        if coords is not None:
+            # Image pixels -> network-input pixels, in Meta's operation order (x / w * size):
+            # the resized image (before any padding) is ``img_shape``.
+            h, w = self.image_size
+            in_h, in_w = self._metainfo.get('img_shape', self._input_shape)[:2]
+            pts = coords / np.array([w, h]) * np.array([in_w, in_h])
+            pts = torch.as_tensor(pts.astype(np.float32), device=device)[None]
+            lbl = torch.as_tensor(labels, dtype=torch.int32, device=device)[None]
+        if mask is not None:
+            mask = mask.to(device)
+        head = self.model.interactive_head
+        with self._autocast():
+            out = head(self.tracker_feats, pts, lbl, mask, multimask_output)
+        low = out['low_res_logits'].float()
+        masks = self._low_res_to_image(low)
+        low = low.clamp(-32.0, 32.0)[0].cpu().numpy()
+        scores = out['iou_pred'].float()[0].cpu().numpy()
+        best = int(np.argmax(scores))
+        self.previous_logits = low[best:best + 1].copy()
+        return dict(masks=masks[0].cpu().numpy(), scores=scores, low_res_logits=low,
+                    object_score=float(out['object_score_logits'].float()[0, 0]))
+
+    def _low_res_to_image(self, low: Tensor) -> Tensor:
+        """``(1, C, h, w)`` logits -> ``(1, C, H, W)`` bool masks of the original image."""
+        import torch.nn.functional as F
+        head = self.model.interactive_head
+        h, w = self.image_size
+        in_h, in_w = self._metainfo.get('img_shape', self._input_shape)[:2]
+        if (in_h, in_w) != tuple(self._input_shape):
+            # Padded input: back to the network frame, drop the padding, then the image size.
+            from ..models.dense_heads.sam3_interactive_head import fill_small_holes
+            low = fill_small_holes(low, head.max_hole_area, head.mask_threshold)
+            low = F.interpolate(low, self._input_shape, mode='bilinear', align_corners=False)
+            low = low[..., :in_h, :in_w]
+            return head.postprocess_masks(low, (h, w), max_hole_area=0)
+        return head.postprocess_masks(low, (h, w))
 
     @staticmethod
     def to_arrays(pred: DetDataSample) -> dict:

@@ -78,6 +78,10 @@ def patch_official_for_cpu():
 # The model configs the official sizes are read from (one source for the widths).
 MODEL_CONFIGS = dict(full=osp.join(_REPO, 'configs', '_base_', 'models', 'sam3_vit-l.py'),
                      tiny=osp.join(_REPO, 'configs', '_base_', 'models', 'sam3_tiny.py'))
+# The same models with the interactive (click) head: tracker neck + SAM prompt encoder / decoder.
+INTERACTIVE_CONFIGS = dict(
+    full=osp.join(_REPO, 'configs', '_base_', 'models', 'sam3_vit-l_interactive.py'),
+    tiny=osp.join(_REPO, 'configs', '_base_', 'models', 'sam3_tiny_interactive.py'))
 
 
 def official_sizes(size: str = 'tiny') -> dict:
@@ -107,13 +111,97 @@ def official_sizes(size: str = 'tiny') -> dict:
         scoring_hidden=m.bbox_head.scoring_head.mlp_hidden_dim)
 
 
+def interactive_sizes(size: str = 'tiny') -> dict:
+    """Sizes of the interactive head, read from our interactive config of ``size``."""
+    from mmengine.config import Config
+
+    head = Config.fromfile(INTERACTIVE_CONFIGS[size]).model.interactive_head
+    dec = head.mask_decoder
+    return dict(embed_dims=head.embed_dims, image_size=head.image_size,
+                backbone_stride=head.backbone_stride,
+                mask_in_chans=head.prompt_encoder.get('mask_in_chans', 16),
+                depth=dec.transformer.depth, num_heads=dec.transformer.num_heads,
+                mlp_dims=dec.transformer.mlp_dims, iou_head_depth=dec.iou_head_depth,
+                iou_head_hidden_dim=dec.iou_head_hidden_dim)
+
+
+def _build_official_tiny_tracker(s, d):
+    """Meta's ``Sam3TrackerPredictor`` with the flags of ``build_tracker`` at tiny widths.
+
+    The memory encoder / attention (video only) are Meta's classes at width ``d``; the SAM
+    heads are rebuilt with the sizes of our tiny interactive config (Meta's ``_build_sam_heads``
+    fixes 8 heads, an MLP of 2048 and an IoU head of 256).
+    """
+    from sam3.model.decoder import (TransformerDecoderLayerv2,
+                                    TransformerEncoderCrossAttention)
+    from sam3.model.memory import CXBlock, SimpleFuser, SimpleMaskDownSampler, SimpleMaskEncoder
+    from sam3.model.model_misc import TransformerWrapper
+    from sam3.model.position_encoding import PositionEmbeddingSine
+    from sam3.model.sam3_tracking_predictor import Sam3TrackerPredictor
+    from sam3.sam.mask_decoder import MaskDecoder
+    from sam3.sam.transformer import RoPEAttention, TwoWayTransformer
+
+    img = s['img_size']
+    grid = img // 14
+    mem_dim = max(d // 4, 8)
+    maskmem = SimpleMaskEncoder(
+        out_dim=mem_dim, in_dim=d,
+        position_encoding=PositionEmbeddingSine(num_pos_feats=mem_dim, normalize=True,
+                                                scale=None, temperature=10000,
+                                                precompute_resolution=img),
+        mask_downsampler=SimpleMaskDownSampler(embed_dim=d, kernel_size=3, stride=2, padding=1,
+                                               interpol_size=[grid * 16, grid * 16]),
+        fuser=SimpleFuser(layer=CXBlock(dim=d, kernel_size=7, padding=3,
+                                        layer_scale_init_value=1e-6, use_dwconv=True),
+                          num_layers=2))
+
+    def rope(**kw):
+        return RoPEAttention(embedding_dim=d, num_heads=1, downsample_rate=1, dropout=0.1,
+                             rope_theta=10000.0, feat_sizes=[grid, grid], use_fa3=False,
+                             use_rope_real=False, **kw)
+
+    layer = TransformerDecoderLayerv2(
+        cross_attention_first=False, activation='relu', dim_feedforward=2 * d, dropout=0.1,
+        pos_enc_at_attn=False, pre_norm=True, self_attention=rope(), d_model=d,
+        pos_enc_at_cross_attn_keys=True, pos_enc_at_cross_attn_queries=False,
+        cross_attention=rope(kv_in_dim=mem_dim, rope_k_repeat=True))
+    encoder = TransformerEncoderCrossAttention(
+        remove_cross_attention_layers=[], batch_first=True, d_model=d, frozen=False,
+        pos_enc_at_input=True, layer=layer, num_layers=2, use_act_checkpoint=False)
+    transformer = TransformerWrapper(encoder=encoder, decoder=None, d_model=d)
+    tracker = Sam3TrackerPredictor(
+        image_size=img, num_maskmem=7, backbone=None, backbone_stride=14,
+        transformer=transformer, maskmem_backbone=maskmem, multimask_output_in_sam=True,
+        forward_backbone_per_frame_for_eval=True, trim_past_non_cond_mem_for_eval=False,
+        multimask_output_for_tracking=True, multimask_min_pt_num=0, multimask_max_pt_num=1,
+        always_start_from_first_ann_frame=False, non_overlap_masks_for_mem_enc=False,
+        non_overlap_masks_for_output=False, max_cond_frames_in_attn=4,
+        offload_output_to_cpu_for_eval=False,
+        sam_mask_decoder_extra_args={'dynamic_multimask_via_stability': True,
+                                     'dynamic_multimask_stability_delta': 0.05,
+                                     'dynamic_multimask_stability_thresh': 0.98},
+        clear_non_cond_mem_around_input=True, fill_hole_area=0, use_memory_selection=False)
+    t = interactive_sizes('tiny')
+    tracker.sam_mask_decoder = MaskDecoder(
+        num_multimask_outputs=3,
+        transformer=TwoWayTransformer(depth=t['depth'], embedding_dim=d, mlp_dim=t['mlp_dims'],
+                                      num_heads=t['num_heads']),
+        transformer_dim=d, iou_head_depth=t['iou_head_depth'],
+        iou_head_hidden_dim=t['iou_head_hidden_dim'], use_high_res_features=True,
+        iou_prediction_use_sigmoid=True, pred_obj_scores=True, pred_obj_scores_mlp=True,
+        use_multimask_token_for_obj_ptr=True, **tracker.sam_mask_decoder_extra_args)
+    return tracker
+
+
 def build_official_image_model(size='tiny', seed=0, bpe_path=None, eval_mode=True,
-                                enable_segmentation=True):
+                                enable_segmentation=True, enable_inst_interactivity=False):
     """Build Meta's ``Sam3Image`` with random weights drawn from ``seed``.
 
     ``full`` goes through the official ``build_sam3_image_model``; ``tiny`` composes the same
     official classes with the flags that builder uses and the widths of
-    ``official_sizes('tiny')`` (our tiny config).
+    ``official_sizes('tiny')`` (our tiny config). ``enable_inst_interactivity`` adds the
+    tracker neck (``sam2_convs``) and ``inst_interactive_predictor`` (Meta's ``predict_inst``
+    path); at tiny size its predictor's feature sizes are set to the tiny grid.
     """
     patch_official_for_cpu()
     from sam3 import model_builder as mb
@@ -136,7 +224,8 @@ def build_official_image_model(size='tiny', seed=0, bpe_path=None, eval_mode=Tru
     if size == 'full':
         model = mb.build_sam3_image_model(
             bpe_path=bpe_path, device='cpu', eval_mode=eval_mode, checkpoint_path=None,
-            load_from_HF=False, enable_segmentation=enable_segmentation)
+            load_from_HF=False, enable_segmentation=enable_segmentation,
+            enable_inst_interactivity=enable_inst_interactivity)
         _init_uninitialised_text_params(model, seed)
         return model
     s = official_sizes(size)
@@ -155,7 +244,8 @@ def build_official_image_model(size='tiny', seed=0, bpe_path=None, eval_mode=Tru
         pretrain_use_cls_token=True, retain_cls_token=False, ln_pre=True, ln_post=False,
         return_interm_layers=False, bias_patch_embed=False, compile_mode=None)
     neck = Sam3DualViTDetNeck(position_encoding=pos_enc(s['img_size']), d_model=d,
-                              scale_factors=[4.0, 2.0, 1.0, 0.5], trunk=vit, add_sam2_neck=False)
+                              scale_factors=[4.0, 2.0, 1.0, 0.5], trunk=vit,
+                              add_sam2_neck=enable_inst_interactivity)
     text = VETextEncoder(tokenizer=SimpleTokenizer(bpe_path=bpe_path), d_model=d,
                          width=s['text_width'], heads=s['text_heads'], layers=s['text_layers'])
     backbone = SAM3VLBackbone(visual=neck, text=text, scalp=1)
@@ -205,8 +295,15 @@ def build_official_image_model(size='tiny', seed=0, bpe_path=None, eval_mode=Tru
         points_pool=True, points_pos_enc=True, boxes_direct_project=True, boxes_pool=True,
         boxes_pos_enc=True, d_model=d, num_layers=s['geo_layers'], layer=geo_layer,
         use_act_ckpt=True, add_cls=True, add_post_encode_proj=True)
-    model = mb._create_sam3_model(backbone, transformer, geometry, seg_head, scoring, None,
-                                  eval_mode)
+    inst_predictor = None
+    if enable_inst_interactivity:
+        from sam3.model.sam1_task_predictor import SAM3InteractiveImagePredictor
+
+        inst_predictor = SAM3InteractiveImagePredictor(_build_official_tiny_tracker(s, d))
+        g = s['img_size'] // 14
+        inst_predictor._bb_feat_sizes = [(4 * g, 4 * g), (2 * g, 2 * g), (g, g)]
+    model = mb._create_sam3_model(backbone, transformer, geometry, seg_head, scoring,
+                                  inst_predictor, eval_mode)
     _init_uninitialised_text_params(model, seed)
     return model.eval() if eval_mode else model
 
@@ -221,8 +318,14 @@ def _init_uninitialised_text_params(model, seed):
 
 
 def official_state_dict_in_checkpoint_layout(model):
-    """The image model's weights keyed as in ``sam3.pt`` (``detector.`` prefix)."""
-    return {f'detector.{k}': v for k, v in model.state_dict().items()}
+    """The image model's weights keyed as in ``sam3.pt``: ``detector.`` prefix, and the
+    interactive predictor's model (Meta's tracker) as ``tracker.*`` (the inverse of Meta's
+    ``_load_checkpoint``)."""
+    out = {}
+    inst = 'inst_interactive_predictor.model.'
+    for k, v in model.state_dict().items():
+        out[('tracker.' + k[len(inst):]) if k.startswith(inst) else f'detector.{k}'] = v
+    return out
 
 
 @torch.no_grad()

@@ -14,9 +14,18 @@ Source layouts (:data:`SOURCE_FORMATS`, found by :func:`detect_format`):
   (``model.safetensors``, or a folder with ``config.json``); see :mod:`.sam3_checkpoint_hf`.
 
 mmsam3's modules keep Meta's parameter names inside each component, so Meta's layouts convert by
-prefix (:data:`PREFIX_MAP`) plus a list of entries the image model does not use
-(:data:`DROPPED`): the complex RoPE tables ``*.attn.freqs_cis`` (mmsam3 computes RoPE from the
-token grid with cos/sin), the tracker and the tracker / interactive necks.
+prefix (:data:`PREFIX_MAP`, :data:`TRACKER_MAP`) plus a list of entries the image model does not
+use (:data:`DROPPED`): the complex RoPE tables ``*.attn.freqs_cis`` (mmsam3 computes RoPE from
+the token grid with cos/sin).
+
+Interactive segmentation (clicks, Meta's ``predict_inst``): the tracker neck (``sam2_convs``;
+SAM 3.1: ``interactive_convs``) becomes ``tracker_neck.convs``, and the tracker's prompt encoder,
+mask decoder and ``no_mem_embed`` (SAM 3.1: ``interactive_sam_*``, ``interactivity_no_mem_embed``)
+become ``interactive_head.*`` (:data:`TRACKER_MAP`). The rest of ``tracker.*`` (memory encoder,
+memory attention, object pointers; SAM 3.1's multiplex tracker and ``propagation_convs``) is
+video-only: it is not part of the model but is returned unchanged (``report['video_tracker']``),
+kept by ``sam3_to_mmsam3.py`` in the checkpoint's ``video_tracker`` entry and written back by
+``mmsam3_to_sam3.py``, so ``sam3.pt`` round-trips bit-exactly.
 
 Every conversion checks that each tensor is finite (:func:`nonfinite_tensors`).
 """
@@ -29,7 +38,7 @@ import torch
 from .sam3_checkpoint_hf import hf_to_mmsam3, mmsam3_to_hf
 
 __all__ = [
-    'PREFIX_MAP', 'DROPPED', 'SOURCE_FORMATS', 'CheckpointConversionError',
+    'PREFIX_MAP', 'DROPPED', 'TRACKER_MAP', 'VIDEO_TRACKER', 'tracker_layout_of', 'SOURCE_FORMATS', 'CheckpointConversionError',
     'convert_official_state_dict', 'convert_to_mmsam3', 'detect_format', 'export_official',
     'export_hf', 'format_report', 'nonfinite_tensors', 'read_source', 'official_rope_tables'
 ]
@@ -51,11 +60,35 @@ PREFIX_MAP = (
 # (official key pattern, reason): entries that are dropped on purpose.
 DROPPED = (
     ('.attn.freqs_cis', 'complex RoPE cache; recomputed from the token grid with cos/sin'),
-    ('backbone.vision_backbone.sam2_convs.', 'tracker neck (video / interactive model only)'),
-    ('backbone.vision_backbone.interactive_convs.',
-     'SAM 3.1 interactive-head neck (click refinement)'),
-    ('backbone.vision_backbone.propagation_convs.', 'SAM 3.1 multiplex tracker neck'),
-    ('tracker.', 'video tracker'),
+)
+
+# (layout, official prefix or exact name, mmsam3 prefix or name, what): the interactive
+# (click) weights. Names ending in '.' are prefixes, the others exact.
+TRACKER_MAP = (
+    ('sam3', 'detector.backbone.vision_backbone.sam2_convs.', 'tracker_neck.convs.',
+     'tracker neck (sam2_convs -> tracker_neck)'),
+    ('sam3', 'tracker.sam_prompt_encoder.', 'interactive_head.prompt_encoder.',
+     'interactive head (tracker prompt encoder, mask decoder, no_mem_embed -> interactive_head)'),
+    ('sam3', 'tracker.sam_mask_decoder.', 'interactive_head.mask_decoder.',
+     'interactive head (tracker prompt encoder, mask decoder, no_mem_embed -> interactive_head)'),
+    ('sam3', 'tracker.no_mem_embed', 'interactive_head.no_mem_embed',
+     'interactive head (tracker prompt encoder, mask decoder, no_mem_embed -> interactive_head)'),
+    ('sam3.1', 'detector.backbone.vision_backbone.interactive_convs.', 'tracker_neck.convs.',
+     'SAM 3.1 interactive-head neck (interactive_convs -> tracker_neck)'),
+    ('sam3.1', 'tracker.model.interactive_sam_prompt_encoder.',
+     'interactive_head.prompt_encoder.', 'SAM 3.1 interactive head (-> interactive_head)'),
+    ('sam3.1', 'tracker.model.interactive_sam_mask_decoder.', 'interactive_head.mask_decoder.',
+     'SAM 3.1 interactive head (-> interactive_head)'),
+    ('sam3.1', 'tracker.model.interactivity_no_mem_embed', 'interactive_head.no_mem_embed',
+     'SAM 3.1 interactive head (-> interactive_head)'),
+)
+
+# (official prefix, what): video-only entries, kept aside unchanged (``video_tracker``).
+VIDEO_TRACKER = (
+    ('detector.backbone.vision_backbone.propagation_convs.',
+     'SAM 3.1 multiplex tracker neck (video only; kept unchanged in video_tracker)'),
+    ('tracker.', 'video tracker: memory encoder / attention, object pointers (video only; kept '
+     'unchanged in video_tracker)'),
 )
 
 # Meta's internal names, renamed by its SAM 3.1 loader (`build_sam3_multiplex_video_predictor`).
@@ -90,18 +123,29 @@ def convert_official_state_dict(checkpoint):
 
     Returns:
         tuple[OrderedDict, dict]: the converted state dict and a report
-        ``{'converted': int, 'dropped': {reason: count}, 'unknown': [keys]}``. Unknown keys are not
-        converted; callers decide whether that is an error.
+        ``{'converted': int, 'dropped': {reason: count}, 'interactive': {what: count},
+        'video_tracker': OrderedDict(official key: tensor), 'unknown': [keys]}``. Unknown keys
+        are not converted; callers decide whether that is an error.
     """
     state = _unwrap(checkpoint)
     converted = OrderedDict()
-    dropped, unknown = {}, []
+    dropped, unknown, interactive, video = {}, [], {}, OrderedDict()
     for key, value in state.items():
         public = _internal_to_public(key)
         reason = next((why for pat, why in DROPPED if pat in public or public.startswith(pat)),
                       None)
         if reason is not None:
             dropped[reason] = dropped.get(reason, 0) + 1
+            continue
+        hit = _tracker_name(public)
+        if hit is not None:
+            converted[hit[0]] = value
+            interactive[hit[1]] = interactive.get(hit[1], 0) + 1
+            continue
+        why = next((w for pre, w in VIDEO_TRACKER if public.startswith(pre)), None)
+        if why is not None:
+            video[public] = value
+            dropped[why] = dropped.get(why, 0) + 1
             continue
         name = public[len('detector.'):] if public.startswith('detector.') else public
         for src, dst in PREFIX_MAP:
@@ -113,8 +157,35 @@ def convert_official_state_dict(checkpoint):
                 break
         else:
             unknown.append(key)
-    report = dict(converted=len(converted), dropped=dropped, unknown=unknown)
+    report = dict(converted=len(converted), dropped=dropped, interactive=interactive,
+                  video_tracker=video, unknown=unknown)
     return converted, report
+
+
+def _tracker_name(public):
+    """``(mmsam3 name, what)`` of an interactive weight in Meta's layouts, else None."""
+    for _, official, mm, what in TRACKER_MAP:
+        if official.endswith('.') and public.startswith(official):
+            return mm + public[len(official):], what
+        if public == official:
+            return mm, what
+    return None
+
+
+def tracker_layout_of(fmt):
+    """The interactive names to write for a source format: ``'sam3.1'`` or ``'sam3'``."""
+    return 'sam3.1' if fmt == 'sam3.1' else 'sam3'
+
+
+def _export_tracker_name(key, layout):
+    for lay, official, mm, _ in TRACKER_MAP:
+        if lay != layout:
+            continue
+        if mm.endswith('.') and key.startswith(mm):
+            return official + key[len(mm):]
+        if key == mm:
+            return official
+    return None
 
 
 # ------------------------------------------------------------------------------------- reading
@@ -337,8 +408,9 @@ def official_rope_tables(embed_dims=1024, num_heads=16, img_size=1008, patch_siz
             for i in range(depth)}
 
 
-def export_official(state, vit_arch=None, extra=None):
-    """mmsam3 state dict -> Meta's ``sam3.pt`` layout (``detector.*``).
+def export_official(state, vit_arch=None, extra=None, tracker_layout='sam3'):
+    """mmsam3 state dict -> Meta's ``sam3.pt`` layout (``detector.*``, the interactive head as
+    ``tracker.*``).
 
     Args:
         state (dict): mmsam3 ``SAM3`` state dict.
@@ -346,15 +418,25 @@ def export_official(state, vit_arch=None, extra=None):
             ``num_heads``, ``img_size``, ``patch_size``, ``window_size``, ``global_att_blocks``);
             default: the official ViT-L at 1008. ``depth`` and the width are read from
             ``state``.
-        extra (dict | None): entries copied unchanged (e.g. ``tracker.*`` and ``sam2_convs`` of the
-            original ``sam3.pt``, so Meta's video predictor gets a complete file).
+        extra (dict | None): entries copied unchanged where the model has none (the video
+            tracker of the original ``sam3.pt``: the checkpoint's ``video_tracker`` entry or
+            ``--tracker-from``, so Meta's video predictor gets a complete file).
+        tracker_layout (str): names of the interactive weights: ``'sam3'`` (``sam2_convs``,
+            ``tracker.sam_*``) or ``'sam3.1'`` (``interactive_convs``,
+            ``tracker.model.interactive_sam_*``).
 
     Returns:
         tuple[OrderedDict, dict]: the official state dict and a report.
     """
     reverse = [(dst, src) for src, dst in PREFIX_MAP]
     out, unknown = OrderedDict(), []
+    interactive = 0
     for key, value in state.items():
+        official = _export_tracker_name(key, tracker_layout)
+        if official is not None:
+            out[official] = value
+            interactive += 1
+            continue
         for mm, official in reverse:
             if key.startswith(mm):
                 out['detector.' + official + key[len(mm):]] = value
@@ -376,7 +458,7 @@ def export_official(state, vit_arch=None, extra=None):
             out[key] = value
             copied += 1
     report = dict(converted=len(state) - len(unknown), regenerated=depth, copied=copied,
-                  unknown=unknown)
+                  interactive=interactive, unknown=unknown)
     return out, report
 
 
@@ -395,6 +477,8 @@ def format_report(report):
     if 'format' in report:
         lines.append(f'source format {report["format"]}: {report.get("total", "?")} tensors')
     lines.append(f'converted {report["converted"]} tensors')
+    for what, count in sorted(report.get('interactive', {}).items()):
+        lines.append(f'kept    {count:5d}  {what}')
     for reason, count in sorted(report.get('dropped', {}).items()):
         lines.append(f'dropped {count:5d}  {reason}')
     for reason, count in sorted(report.get('filled', {}).items()):

@@ -9,8 +9,11 @@
     python tools/model_converters/mmsam3_to_sam3.py iter_1000.pth sam3_finetuned_hf \
         --dst-format hf [--config configs/sam3/sam3_vit-l_zeroshot_coco.py]
 
-Meta's layout gets the detector's weights (``detector.*``) and the complex RoPE tables that
-Meta's ViT keeps as buffers, regenerated bit for bit from the ViT sizes (``--config``, default
+Meta's layout gets the detector's weights (``detector.*``), the interactive weights when the
+model has them (``tracker_neck`` -> ``sam2_convs``, ``interactive_head`` -> ``tracker.sam_*``,
+``tracker.no_mem_embed``; SAM 3.1's names when the checkpoint was converted from SAM 3.1), the
+video tracker kept by ``sam3_to_mmsam3.py`` (the checkpoint's ``video_tracker`` entry, or
+``--tracker-from``) and the complex RoPE tables that Meta's ViT keeps as buffers, regenerated bit for bit from the ViT sizes (``--config``, default
 the official ViT-L at 1008). The transformers folder gets ``model.safetensors`` and
 ``config.json``: the ``config.json`` the checkpoint was converted from when there is one (kept by
 ``sam3_to_mmsam3.py``), else one written from ``--config`` (default: the official sizes). A
@@ -27,7 +30,8 @@ import tempfile
 
 from mmsam3.utils.atomic_save import atomic_torch_save
 from mmsam3.utils.sam3_checkpoint import (CheckpointConversionError, export_hf, export_official,
-                                          format_report, nonfinite_tensors, read_source)
+                                          format_report, nonfinite_tensors, read_source,
+                                          tracker_layout_of)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEFAULT_CONFIG = osp.join(REPO, 'configs', '_base_', 'models', 'sam3_vit-l.py')
@@ -41,7 +45,8 @@ def parse_args(argv=None):
     parser.add_argument('--config', help='mmsam3 config of the model (sizes; default: the '
                         'official SAM 3 ViT-L)')
     parser.add_argument('--tracker-from', metavar='SAM3_PT',
-                        help='sam3 only: copy the tracker (and its neck) of this sam3.pt')
+                        help='sam3 only: copy the tracker (and its neck) of this sam3.pt where '
+                        'the checkpoint has none')
     parser.add_argument('--allow-nonfinite', action='store_true',
                         help='export a checkpoint holding NaN / Inf (listed)')
     return parser.parse_args(argv)
@@ -70,6 +75,7 @@ def _read_mmsam3(path):
                                         f'{str(exc).splitlines()[0][:200]}') from None
     meta = ckpt.get('meta', {}) if isinstance(ckpt, dict) else {}
     state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
+    video = ckpt.get('video_tracker') if isinstance(ckpt, dict) and 'state_dict' in ckpt else None
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         raise CheckpointConversionError(f'{path} holds no state dict of tensors.')
     if not (any(k.startswith('backbone.blocks.') for k in state)
@@ -117,21 +123,25 @@ def main(argv=None):
         for key, count in bad:
             print(f'NON-FINITE {key}: {count} values')
         if args.dst_format == 'sam3':
-            extra = None
+            extra = dict(meta.get('video_tracker') or {})
             if args.tracker_from:
                 original, _ = read_source(args.tracker_from)
-                extra = {k: v for k, v in original.items()
-                         if k.startswith('tracker.') or '.sam2_convs.' in k}
+                for k, v in original.items():
+                    if k.startswith('tracker.') or '.sam2_convs.' in k:
+                        extra.setdefault(k, v)
             vit = _model_cfg(args.config)['backbone'] if args.config else None
-            out, report = export_official(state, vit_arch=vit, extra=extra)
+            layout = tracker_layout_of(meta.get('source_format'))
+            out, report = export_official(state, vit_arch=vit, extra=extra or None,
+                                          tracker_layout=layout)
             if report['unknown']:
                 raise CheckpointConversionError(
                     f'{len(report["unknown"])} entries of {args.src} have no place in Meta\'s '
                     f'layout: {", ".join(report["unknown"][:5])}')
             atomic_torch_save(dict(out), args.dst)
-            print(f'converted {report["converted"]} tensors; regenerated '
-                  f'{report["regenerated"]} RoPE tables; copied {report["copied"]} tracker '
-                  f'tensors\nsaved {args.dst} (Meta sam3.pt layout)')
+            print(f'converted {report["converted"]} tensors ({report["interactive"]} of the '
+                  f'interactive head); regenerated {report["regenerated"]} RoPE tables; copied '
+                  f'{report["copied"]} video-tracker tensors\nsaved {args.dst} (Meta sam3.pt '
+                  'layout)')
             return 0
         out, report = export_hf(state)
         if report['unknown']:

@@ -12,8 +12,12 @@ Inputs (detected from the keys / config.json, or named with ``--src-format``): `
 ``sam3.pt``), ``sam3.1`` (``sam3.1_multiplex.pt``, its image detector), ``hf`` (transformers
 ``Sam3Model``: ``model.safetensors`` or its folder) and ``hf-litetext`` (``Sam3LiteTextModel``;
 use ``configs/_base_/models/sam3_vit-l_litetext.py``). ``.pt`` files are read with
-``torch.load(weights_only=True)``. The report prints the source format, the counts and what is
-dropped (tracker, RoPE caches, the tracker / interactive necks) or filled in. A tensor holding
+``torch.load(weights_only=True)``. The report prints the source format, the counts, what is
+kept for interactive segmentation (the tracker neck and the click head: ``tracker_neck``,
+``interactive_head``), dropped (RoPE caches) or filled in. The video-only tracker (memory
+encoder / attention, object pointers) is stored unchanged in the output's ``video_tracker``
+entry, which ``mmsam3_to_sam3.py`` writes back (a lossless round trip); a concept-only config
+skips the interactive weights when it loads the file (and says so). A tensor holding
 NaN / Inf is refused with its name (``--allow-nonfinite`` converts and lists them); an unreadable
 file, an unknown layout or unknown keys end with one line and exit code 1, and nothing is written.
 """
@@ -74,8 +78,12 @@ def main(argv=None):
                 source_format=report['format'])
     if hf_config is not None:
         meta['hf_config'] = hf_config  # reused by mmsam3_to_sam3.py --dst-format hf
+    out = dict(meta=meta, state_dict=state_dict)
+    if report.get('video_tracker'):
+        # Not part of the image model; kept as is so mmsam3_to_sam3.py can write it back.
+        out['video_tracker'] = dict(report['video_tracker'])
     # Written to a temporary file and renamed: a killed conversion leaves no partial args.dst.
-    atomic_torch_save(dict(meta=meta, state_dict=state_dict), args.dst)
+    atomic_torch_save(out, args.dst)
     print(f'saved {args.dst}')
 
 

@@ -30,6 +30,7 @@ once for both necks, :meth:`SAM3.extract_tracker_feat` gives the tracker levels 
 two keys the model is the concept-only detector, unchanged.
 """
 import copy
+import logging
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
@@ -123,11 +124,47 @@ class SAM3(BaseDetector):
             tracker_cfg.update(copy.deepcopy(dict(tracker_neck)))
             self.tracker_neck = MODELS.build(tracker_cfg)
             self.interactive_head = MODELS.build(interactive_head)
+        self._register_load_state_dict_pre_hook(self._interactive_weights_hook)
         if lora is not None:
             from ..utils.lora import apply_lora
             apply_lora(self, **lora)
         self.frozen_modules = tuple(frozen_modules)
         self._freeze_modules()
+
+    _INTERACTIVE_PREFIXES = ('tracker_neck.', 'interactive_head.')
+
+    def _interactive_weights_hook(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                                  unexpected_keys, error_msgs):
+        """Checkpoints with and without the interactive weights load into either model.
+
+        A concept-only model skips ``tracker_neck.*`` / ``interactive_head.*`` of a checkpoint
+        (converted from ``sam3.pt``, or trained with clicks); an interactive model loading a
+        checkpoint with none of them (an older mmsam3 checkpoint) keeps their current values.
+        Either way one warning says what was skipped or is missing.
+        """
+        from mmengine.logging import print_log
+
+        names = tuple(prefix + p for p in self._INTERACTIVE_PREFIXES)
+        present = [k for k in state_dict if k.startswith(names)]
+        if not self.with_interactive:
+            if present:
+                for key in present:
+                    del state_dict[key]
+                print_log(f'SAM3: skipped {len(present)} interactive-segmentation weights of the '
+                          'checkpoint (tracker_neck, interactive_head): this config is '
+                          'concept-only (phrases); use an *_interactive config for clicks',
+                          logger='current', level=logging.WARNING)
+            return
+        if present:
+            return  # a partial set is reported by load_state_dict as usual
+        own = [(k, v) for k, v in self.state_dict().items()
+               if k.startswith(self._INTERACTIVE_PREFIXES)]
+        for key, value in own:
+            state_dict[prefix + key] = value
+        print_log(f'SAM3: the checkpoint has no interactive-segmentation weights ({len(own)} '
+                  'tensors of tracker_neck / interactive_head missing); they keep their initial '
+                  'values, so clicks give untrained masks until a checkpoint with them (e.g. '
+                  'converted from sam3.pt) is loaded', logger='current', level=logging.WARNING)
 
     def _freeze_modules(self):
         children = dict(self.named_children())
