@@ -183,3 +183,131 @@ def test_exporter_refuses_what_is_not_mmsam3(tmp_path):
     dst = tmp_path / 'back.pt'
     code, out = run_main('mmsam3_to_sam3', tmp_path / 'meta.pt', dst)
     assert code == 1 and 'not an mmsam3 SAM3 checkpoint' in out and not dst.exists()
+
+
+# ------------------------------------------------------------------------- interactive weights
+TINY_INTERACTIVE = osp.join(REPO, 'configs', '_base_', 'models', 'sam3_tiny_interactive.py')
+
+
+def _interactive_cfg_file(tmp_path, bpe_path, name='tiny_interactive.py', **neck):
+    neck_cfg = f', neck={neck!r}' if neck else ''
+    lines = [f"_base_ = '{TINY_INTERACTIVE}'",
+             f"model = dict(tokenizer=dict(bpe_path='{bpe_path}'){neck_cfg})",
+             "default_scope = 'mmdet'"]
+    path = tmp_path / name
+    path.write_text('\n'.join(lines) + '\n')
+    return str(path)
+
+
+@pytest.fixture(scope='module')
+def official_interactive_pt(tmp_path_factory, official_sam3_pkg, bpe_path):
+    """Meta's tiny image model with inst interactivity in the sam3.pt layout: detector (with
+    sam2_convs) and the whole tracker (SAM heads, no_mem_embed, memory encoder / attention)."""
+    from mmsam3.testing import official_sam3
+
+    model = official_sam3.build_official_image_model('tiny', seed=0, bpe_path=bpe_path,
+                                                     enable_inst_interactivity=True)
+    state = official_sam3.official_state_dict_in_checkpoint_layout(model)
+    assert any(k.startswith('tracker.transformer.encoder.') for k in state)
+    path = tmp_path_factory.mktemp('meta_interactive') / 'sam3.pt'
+    torch.save(state, path)
+    return path, state
+
+
+def _same(a, b):
+    assert set(a) == set(b), (sorted(set(a) ^ set(b)))[:10]
+    return [k for k in a if not (a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]))]
+
+
+@pytest.mark.requires_official
+def test_interactive_round_trip_is_bit_exact(official_interactive_pt, tmp_path, bpe_path):
+    src, original = official_interactive_pt
+    cfg = _interactive_cfg_file(tmp_path, bpe_path)
+    code, out = run_main('sam3_to_mmsam3', src, tmp_path / 'mm.pth', '--verify', cfg)
+    assert code == 0, out
+    assert 'tracker neck (sam2_convs -> tracker_neck)' in out
+    assert 'interactive head (tracker prompt encoder' in out and 'kept unchanged in' in out
+    ckpt = torch.load(tmp_path / 'mm.pth', weights_only=True)
+    state = ckpt['state_dict']
+    assert 'interactive_head.no_mem_embed' in state and 'tracker_neck.convs.0.conv_1x1.weight' in state
+    assert all(k.startswith('tracker.') for k in ckpt['video_tracker'])
+    assert not any(k.startswith('tracker.sam_') or k == 'tracker.no_mem_embed'
+                   for k in ckpt['video_tracker'])
+    # back to Meta's layout without --tracker-from: the video tracker came along in the file
+    code, out = run_main('mmsam3_to_sam3', tmp_path / 'mm.pth', tmp_path / 'back.pt',
+                         '--config', TINY_CFG)
+    assert code == 0, out
+    back = torch.load(tmp_path / 'back.pt', weights_only=True)
+    assert _same(original, back) == []
+
+
+@pytest.mark.requires_official
+def test_sam3_1_interactive_names_round_trip(official_interactive_pt, tmp_path, bpe_path):
+    """SAM 3.1's interactive_* names (and its internal prefixes) in, the same names out."""
+    src, original = official_interactive_pt
+    meta31 = {}
+    for k, v in original.items():
+        if 'vision_backbone.convs.3.' in k or 'vision_backbone.sam2_convs.3.' in k:
+            continue  # the tri neck builds x4, x2, x1 only
+        if '.sam2_convs.' in k:
+            meta31[k.replace('.sam2_convs.', '.interactive_convs.')] = v
+            meta31[k.replace('.sam2_convs.', '.propagation_convs.')] = v.clone() + 1
+        elif k.startswith('tracker.sam_'):
+            meta31['tracker.model.interactive_' + k[len('tracker.'):]] = v
+        elif k == 'tracker.no_mem_embed':
+            meta31['tracker.model.interactivity_no_mem_embed'] = v
+        elif k.startswith('tracker.'):
+            meta31['tracker.model.' + k[len('tracker.'):]] = v
+        else:
+            meta31[k] = v
+    internal = {('sam3_model.' + k[len('detector.'):] if k.startswith('detector.') else
+                 'sam2_predictor.' + k[len('tracker.'):]): v for k, v in meta31.items()}
+    path = tmp_path / 'sam3.1_multiplex.pt'
+    torch.save(internal, path)
+    cfg = _interactive_cfg_file(tmp_path, bpe_path, scale_factors=(4.0, 2.0, 1.0),
+                                num_dropped_levels=0)
+    code, out = run_main('sam3_to_mmsam3', path, tmp_path / 'mm.pth', '--verify', cfg)
+    assert code == 0, out
+    assert 'source format sam3.1' in out and 'SAM 3.1 interactive head' in out
+    assert 'SAM 3.1 interactive-head neck (interactive_convs -> tracker_neck)' in out
+    code, out = run_main('mmsam3_to_sam3', tmp_path / 'mm.pth', tmp_path / 'back.pt',
+                         '--config', TINY_CFG)
+    assert code == 0, out
+    back = torch.load(tmp_path / 'back.pt', weights_only=True)
+    rope = {k for k in back if k.endswith('.attn.freqs_cis')}
+    assert _same({k: v for k, v in meta31.items() if k not in rope},
+                 {k: v for k, v in back.items() if k not in rope}) == []
+
+
+@pytest.mark.requires_official
+def test_concept_config_skips_and_interactive_config_reports_missing(
+        official_interactive_pt, tmp_path, bpe_path, monkeypatch):
+    """A concept-only config loads a checkpoint with the interactive weights (skipping them);
+    an interactive config loads an old checkpoint without them; each says so once."""
+    import mmengine.logging
+    from mmdet.registry import MODELS
+    from mmengine.config import Config
+    from mmengine.runner import load_checkpoint
+
+    src, _ = official_interactive_pt
+    code, out = run_main('sam3_to_mmsam3', src, tmp_path / 'mm.pth')
+    assert code == 0, out
+    said = []
+    monkeypatch.setattr(mmengine.logging, 'print_log',
+                        lambda msg, *a, **k: said.append(str(msg)))
+    concept = MODELS.build(Config.fromfile(_tiny_cfg_file(tmp_path, bpe_path)).model)
+    load_checkpoint(concept, str(tmp_path / 'mm.pth'), strict=True)
+    assert any('skipped' in m and 'concept-only' in m for m in said), said
+
+    full = torch.load(tmp_path / 'mm.pth', weights_only=True)
+    old = {k: v for k, v in full['state_dict'].items()
+           if not k.startswith(('tracker_neck.', 'interactive_head.'))}
+    torch.save(dict(state_dict=old), tmp_path / 'old.pth')
+    said.clear()
+    inter = MODELS.build(Config.fromfile(_interactive_cfg_file(tmp_path, bpe_path)).model)
+    before = inter.interactive_head.no_mem_embed.detach().clone()
+    load_checkpoint(inter, str(tmp_path / 'old.pth'), strict=True)
+    assert any('no interactive-segmentation weights' in m for m in said), said
+    assert torch.equal(inter.interactive_head.no_mem_embed, before)
+    assert torch.equal(inter.neck.convs[0].conv_1x1.weight,
+                       old['neck.convs.0.conv_1x1.weight'])

@@ -84,7 +84,10 @@ def _read_mmsam3(path):
         raise CheckpointConversionError(
             f'{path} is not an mmsam3 SAM3 checkpoint (keys start with {heads}); for Meta or '
             'transformers files use sam3_to_mmsam3.py instead.')
-    return state, meta or {}
+    meta = dict(meta or {})
+    if video:
+        meta['video_tracker'] = video
+    return state, meta
 
 
 def _write_hf_folder(dst, state, config):
