@@ -1,4 +1,5 @@
-"""Browser demo of SAM 3: upload an image, type phrases, see masks, boxes and scores.
+"""Browser demo of SAM 3: upload an image, type phrases, see masks, boxes and scores; or click
+on one object and refine its mask click by click.
 
     python tools/gradio_demo.py configs/sam3/sam3_vit-l_zeroshot_coco.py \
         --weights checkpoints/sam3_vit-l_mmsam3.pth [--port 7860] [--dtype bf16]
@@ -9,6 +10,13 @@ reach it from elsewhere). An uploaded image goes through the image tower once
 phrases seen before reuse their text features. Exemplar boxes are typed as text, one box per
 ``;``: ``x1 y1 x2 y2`` in image pixels, prefixed ``-`` for a negative exemplar
 (``10 20 80 90; -200 40 260 120``); with no phrase they prompt on their own.
+
+Click mode (a config with the interactive head, e.g. ``configs/_base_/models/
+sam3_vit-l_interactive.py``): a click on the picture on the right adds a positive or a negative
+point (the radio button chooses) and shows that object's mask; each further click refines it
+(the previous round's low-resolution logits are the mask prompt, as in SAM's predictor).
+"Undo click" returns to the mask before the last click, "Reset clicks" starts again. Clicks reuse
+the image encoding of the upload, like phrases.
 """
 import argparse
 import hashlib
@@ -84,6 +92,30 @@ def draw_result(image_rgb: np.ndarray, result: dict, score_thr: float,
     return out, rows
 
 
+POSITIVE, NEGATIVE = 'positive (object)', 'negative (background)'
+
+
+def draw_clicks(image_rgb: np.ndarray, steps: List[dict]) -> np.ndarray:
+    """The image with the mask of the last click round and every click so far (green
+    positive, red negative)."""
+    out = image_rgb.copy()
+    if steps:
+        m = steps[-1]['mask']
+        out[m] = (0.45 * out[m] + 0.55 * np.array([30, 144, 255])).astype(np.uint8)
+    radius = max(3, round(0.012 * max(out.shape[:2])))
+    for s in steps:
+        colour = (0, 220, 0) if s['label'] == 1 else (230, 0, 0)
+        centre = (int(round(s['x'])), int(round(s['y'])))
+        cv2.circle(out, centre, radius, colour, -1, cv2.LINE_AA)
+        cv2.circle(out, centre, radius, (255, 255, 255), 1, cv2.LINE_AA)
+    return out
+
+
+def mask_digest(mask: np.ndarray) -> str:
+    """A short fingerprint of a mask, shown in the status so a change is visible (and testable)."""
+    return hashlib.sha1(np.packbits(mask).tobytes() + str(mask.shape).encode()).hexdigest()[:8]
+
+
 class DemoSession:
     """One predictor shared by the page; the image it holds is re-encoded only when a request
     comes with a different image (a new upload, or another browser tab's image)."""
@@ -108,12 +140,63 @@ class DemoSession:
         return key
 
     def upload(self, image_rgb):
+        """Encode a new upload; returns the status, the picture to click on and no clicks."""
         if image_rgb is None:
-            return 'no image'
+            return 'no image', None, []
         with self.lock:
             self._ensure(image_rgb)
             h, w = image_rgb.shape[:2]
-        return f'image encoded ({w}x{h}); type phrases and press Segment'
+        return (f'image encoded ({w}x{h}); type phrases and press Segment, or click on an '
+                'object', image_rgb, [])
+
+    def _click_status(self, steps: List[dict]) -> str:
+        if not steps:
+            return f'0 clicks (image encodings so far: {self.encodes})'
+        last = steps[-1]
+        return (f'{len(steps)} click(s): mask {mask_digest(last["mask"])}, '
+                f'{int(last["mask"].sum())} px, predicted IoU {last["score"]:.3f} '
+                f'(image encodings so far: {self.encodes})')
+
+    def click(self, image_rgb, steps: List[dict], polarity: str, x: float, y: float):
+        """Add a click at pixel ``(x, y)`` and run one refinement round.
+
+        Returns the drawn picture, the new click history and the status. ``steps`` is this
+        browser tab's history: per click its point, label, mask and low-resolution logits.
+        """
+        import gradio as gr
+
+        if image_rgb is None:
+            raise gr.Error('upload an image first')
+        steps = list(steps or [])
+        label = 0 if polarity == NEGATIVE else 1
+        points = [[s['x'], s['y']] for s in steps] + [[float(x), float(y)]]
+        labels = [s['label'] for s in steps] + [label]
+        with self.lock:
+            self._ensure(image_rgb)
+            try:
+                # The first click asks for three candidates (one click is ambiguous); later
+                # rounds refine the best one with its logits as the mask prompt.
+                out = self.predictor.predict(
+                    points=points, point_labels=labels,
+                    mask_input=steps[-1]['logits'] if steps else None,
+                    multimask_output=not steps)
+            except (ValueError, RuntimeError) as exc:
+                raise gr.Error(str(exc))
+        best = int(np.argmax(out['scores']))
+        steps.append(dict(x=float(x), y=float(y), label=label, mask=out['masks'][best],
+                          logits=out['low_res_logits'][best:best + 1],
+                          score=float(out['scores'][best])))
+        return draw_clicks(image_rgb, steps), steps, self._click_status(steps)
+
+    def undo(self, image_rgb, steps: List[dict]):
+        """Drop the last click: the picture and mask return to the round before it."""
+        steps = list(steps or [])[:-1]
+        drawn = None if image_rgb is None else draw_clicks(image_rgb, steps)
+        return drawn, steps, self._click_status(steps)
+
+    def reset(self, image_rgb):
+        """Forget every click on this image."""
+        return self.undo(image_rgb, [])
 
     def segment(self, image_rgb, phrases: str, boxes_text: str, score_thr: float):
         import gradio as gr
@@ -145,8 +228,11 @@ def build_demo(predictor, score_thr: float = 0.5):
 
     session = DemoSession(predictor)
     with gr.Blocks(title='SAM 3 (mmsam3)') as demo:
-        gr.Markdown('## SAM 3: segment every instance of a phrase\nUpload an image (encoded '
-                    'once), type noun phrases separated by " . ", press **Segment**.')
+        gr.Markdown('## SAM 3: segment every instance of a phrase, or click on one object\n'
+                    'Upload an image (encoded once). Type noun phrases separated by " . " and '
+                    'press **Segment**, or click on the picture on the right: each click adds a '
+                    'positive or negative point and refines that object\'s mask.')
+        clicks = gr.State([])
         with gr.Row():
             with gr.Column():
                 image = gr.Image(type='numpy', label='image', sources=['upload'],
@@ -161,14 +247,28 @@ def build_demo(predictor, score_thr: float = 0.5):
                 run = gr.Button('Segment', variant='primary', elem_id='run')
                 status = gr.Markdown(elem_id='status')
             with gr.Column():
-                result = gr.Image(type='numpy', label='result', interactive=False,
-                                  elem_id='result-image')
+                result = gr.Image(type='numpy', label='result (click here to segment one '
+                                  'object)', interactive=False, elem_id='result-image')
+                with gr.Row():
+                    polarity = gr.Radio([POSITIVE, NEGATIVE], value=POSITIVE,
+                                        label='next click', elem_id='click-label')
+                    undo = gr.Button('Undo click', elem_id='undo')
+                    reset = gr.Button('Reset clicks', elem_id='reset')
                 table = gr.Dataframe(headers=TABLE_HEADERS, label='scores', interactive=False,
                                      elem_id='scores')
-        image.upload(session.upload, inputs=image, outputs=status)
+        image.upload(session.upload, inputs=image, outputs=[status, result, clicks])
         inputs = [image, phrases, boxes, thr]
         run.click(session.segment, inputs=inputs, outputs=[result, table, status])
         phrases.submit(session.segment, inputs=inputs, outputs=[result, table, status])
+
+        def on_select(image_rgb, steps, label, evt: gr.SelectData):
+            x, y = evt.index[:2]
+            return session.click(image_rgb, steps, label, x, y)
+
+        result.select(on_select, inputs=[image, clicks, polarity],
+                      outputs=[result, clicks, status])
+        undo.click(session.undo, inputs=[image, clicks], outputs=[result, clicks, status])
+        reset.click(session.reset, inputs=image, outputs=[result, clicks, status])
     demo.session = session
     return demo
 
