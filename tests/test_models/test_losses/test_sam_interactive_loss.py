@@ -1,0 +1,71 @@
+"""SAMInteractiveLoss on values checkable by hand."""
+import math
+
+import pytest
+import torch
+from mmdet.registry import MODELS
+
+import mmsam3  # noqa: F401
+
+
+def _loss(**kw):
+    return MODELS.build(dict(type='SAMInteractiveLoss', **kw))
+
+
+def test_focal_and_dice_on_zero_logits():
+    gt = torch.tensor([[[1., 1.], [0., 0.]]])          # (1, 2, 2), half the pixels
+    logits = torch.zeros(1, 1, 2, 2)                     # p = 0.5 everywhere
+    out = _loss()(logits, torch.full((1, 1), 0.0), torch.full((1, 1), 0.0), gt)
+    # focal per pixel: ln2 * 0.5^2 * (0.25 on the object, 0.75 off it); mean 0.125 ln2
+    assert out['loss_mask'].item() == pytest.approx(20 * 0.125 * math.log(2), rel=1e-6)
+    # dice: 1 - (2 * 0.5 * 2 + 1) / (2 + 2 + 1) = 0.4
+    assert out['loss_dice'].item() == pytest.approx(0.4, rel=1e-6)
+    # logits 0 -> predicted mask empty -> true IoU 0; iou_pred 0 -> L1 0
+    assert out['loss_iou'].item() == pytest.approx(0.0)
+    # object present, logit 0: BCE ln2
+    assert out['loss_obj'].item() == pytest.approx(math.log(2), rel=1e-6)
+
+
+def test_best_candidate_gets_the_mask_terms_and_iou_head_sees_all_valid():
+    gt = torch.tensor([[[1., 1.], [0., 0.]]])
+    good = torch.tensor([[10., 10.], [-10., -10.]])
+    bad = -good
+    logits = torch.stack([bad, good, bad])[None]         # (1, 3, 2, 2)
+    iou_pred = torch.tensor([[0.5, 0.5, 0.5]])           # true IoUs: 0, 1, 0
+    loss = _loss(iou_loss='mse')
+    out = loss(logits, iou_pred, torch.full((1, 1), 5.0), gt)
+    assert out['best_index'].tolist() == [1]
+    assert out['loss_mask'].item() < 1e-3 and out['loss_dice'].item() < 1e-3
+    assert out['loss_iou'].item() == pytest.approx(0.25, rel=1e-6)  # mean of 0.5^2 x 3
+    # with only candidate 0 valid (the single-mask output), the bad mask is the "best"
+    valid = torch.tensor([[True, False, False]])
+    out0 = loss(logits, iou_pred, torch.full((1, 1), 5.0), gt, valid)
+    # dice of the inverted mask: 1 - (0 + 1) / (2 + 2 + 1) = 0.8
+    assert out0['best_index'].tolist() == [0]
+    assert out0['loss_dice'].item() == pytest.approx(0.8, abs=1e-4)
+    assert out0['loss_iou'].item() == pytest.approx(0.25, rel=1e-6)
+
+
+def test_absent_object_only_trains_the_object_score_and_gradients_flow():
+    gt = torch.zeros(2, 4, 4)
+    gt[0, :2] = 1                                        # object 0 present, object 1 absent
+    logits = torch.randn(2, 3, 2, 2, requires_grad=True)  # resized to 4 x 4 inside
+    iou_pred = torch.rand(2, 3, requires_grad=True)
+    obj = torch.tensor([[0.0], [2.0]], requires_grad=True)
+    out = _loss()(logits, iou_pred, obj, gt)
+    expected_obj = (math.log(2) + math.log1p(math.exp(2.0))) / 2
+    assert out['loss_obj'].item() == pytest.approx(expected_obj, rel=1e-6)
+    sum(v for k, v in out.items() if k.startswith('loss')).backward()
+    assert logits.grad[1].abs().sum() == 0 and iou_pred.grad[1].abs().sum() == 0
+    assert logits.grad[0].abs().sum() > 0 and obj.grad[1].item() > 0
+
+
+def test_bad_input_is_a_clear_error():
+    loss = _loss()
+    with pytest.raises(ValueError, match="'l1' or 'mse'"):
+        _loss(iou_loss='huber')
+    with pytest.raises(ValueError, match='gt_masks'):
+        loss(torch.zeros(2, 3, 4, 4), torch.zeros(2, 3), torch.zeros(2, 1), torch.zeros(1, 4, 4))
+    with pytest.raises(ValueError, match='at least one'):
+        loss(torch.zeros(1, 3, 4, 4), torch.zeros(1, 3), torch.zeros(1, 1), torch.zeros(1, 4, 4),
+             torch.zeros(1, 3, dtype=torch.bool))
