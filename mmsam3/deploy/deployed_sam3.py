@@ -14,12 +14,23 @@ Per image::
     ─ SAM3Head.predict_by_feat (score = sigmoid(logit) * sigmoid(presence), thresholds, top-k,
       rescale, mask resize) ─ pred_instances
 
+Clicks, boxes and mask prompts (an export of a model with the interactive head), with
+``SAM3Predictor``'s API: :meth:`DeployedSAM3.set_image` runs the vision graph once (it also
+gives the tracker levels), then each :meth:`DeployedSAM3.predict` (``points=``, ``box=``,
+``mask_input=``, ...) runs only the small interactive decoder::
+
+    clicks / box corners (image px) ─ network-input px, + padding point (label -1)
+    tracker_* + points + mask prompt ─ interactive_decoder ─ 4 low-res logits, 4 IoU, object score
+    ─ SAMMaskDecoder.select (multimask: outputs 1..3; single: output 0 or, where it is unstable,
+      the best multimask output) ─ postprocess_masks (hole filling, bilinear, > 0)
+
 The tokenizer and the post-processing are the PyTorch model's own code, built from the model
 config (no weights needed); the networks are the graph files.
 """
 import os.path as osp
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 from mmdet.models.detectors.base import BaseDetector
 from mmdet.registry import MODELS
@@ -30,7 +41,8 @@ from torch import Tensor
 
 from ..models.dense_heads.sam3_head import SAM3Head
 from ..models.utils.prompt_batch import PromptBatch, check_prompts_per_run
-from .export_graphs import GRAPH_NAMES, OUTPUT_TO_HEAD_KEY
+from .click_prompts import check_click_prompts
+from .export_graphs import ALL_GRAPH_NAMES, INTERACTIVE_GRAPH, OUTPUT_TO_HEAD_KEY
 from .graph_exporter import MANIFEST_NAME, read_manifest
 from .graph_runners import GraphRunner, OnnxRuntimeGraphRunner, TensorRTGraphRunner
 from .text_feature_cache import TextFeatureCache
@@ -53,7 +65,7 @@ def resolve_graph_files(files: Union[str, Sequence[str]], backend: str) -> Tuple
     files = [files] if isinstance(files, str) else list(files)
     if len(files) == 1 and osp.isdir(files[0]):
         root = files[0]
-        files = [osp.join(root, f'{g}{_SUFFIX[backend]}') for g in GRAPH_NAMES
+        files = [osp.join(root, f'{g}{_SUFFIX[backend]}') for g in ALL_GRAPH_NAMES
                  if osp.isfile(osp.join(root, f'{g}{_SUFFIX[backend]}'))]
         files.append(osp.join(root, MANIFEST_NAME))
     json_files = [f for f in files if f.endswith('.json')]
@@ -61,15 +73,15 @@ def resolve_graph_files(files: Union[str, Sequence[str]], backend: str) -> Tuple
         osp.dirname(osp.abspath(files[0])), MANIFEST_NAME))
     if files == json_files:  # the manifest alone (what mmdeploy's tools pass): its graphs
         root = osp.dirname(osp.abspath(json_files[0]))
-        files += [osp.join(root, f'{g}{_SUFFIX[backend]}') for g in GRAPH_NAMES
+        files += [osp.join(root, f'{g}{_SUFFIX[backend]}') for g in ALL_GRAPH_NAMES
                   if g in manifest['graphs']]
     paths = {}
     for f in files:
         if f.endswith('.json'):
             continue
         stem, ext = osp.splitext(osp.basename(f))
-        if stem not in GRAPH_NAMES or ext != _SUFFIX[backend]:
-            raise ValueError(f'{f}: expected graph files named {{{",".join(GRAPH_NAMES)}}}'
+        if stem not in ALL_GRAPH_NAMES or ext != _SUFFIX[backend]:
+            raise ValueError(f'{f}: expected graph files named {{{",".join(ALL_GRAPH_NAMES)}}}'
                              f'{_SUFFIX[backend]} for the {backend} backend')
         if not osp.isfile(f):
             raise FileNotFoundError(f'graph file not found: {f}; export the graphs into its '
@@ -103,8 +115,8 @@ class DeployedSAM3(BaseDetector):
             data preprocessor).
         backend_files (str | list[str]): ``sam3_graphs.json`` (what mmdeploy's tools pass), the
             export's work dir, or the graph files (``vision_tower`` and ``prompt_decoder`` are
-            needed; ``text_tower`` unless every phrase is in ``text_cache``) and optionally the
-            manifest.
+            needed; ``text_tower`` unless every phrase is in ``text_cache``;
+            ``interactive_decoder`` for clicks) and optionally the manifest.
         backend (str): ``'onnxruntime'`` or ``'tensorrt'``.
         text_cache (str | TextFeatureCache, optional): phrases served without the text graph.
         device (str): where outputs live (``'cpu'``; TensorRT needs ``'cuda:N'``).
@@ -128,6 +140,7 @@ class DeployedSAM3(BaseDetector):
         if isinstance(model_cfg, str):
             model_cfg = Config.fromfile(model_cfg)
         model = model_cfg.model if 'model' in model_cfg else model_cfg
+        self_cfg = model_cfg
         if DefaultScope.get_current_instance() is None:  # used from plain Python
             init_default_scope(model_cfg.get('default_scope', 'mmdet'))
         super().__init__(data_preprocessor=model.get('data_preprocessor'), init_cfg=init_cfg)
@@ -173,6 +186,17 @@ class DeployedSAM3(BaseDetector):
             self.max_prompts = min(self.max_prompts, int(prompts_per_run))
         # One count per batch, as mmdeploy's backend wrappers count one run.
         self._timed_predict = count_time_as_backend(backend, self._predict)
+        self.cfg = self_cfg
+        self.interactive_head = None
+        if INTERACTIVE_GRAPH in self.graphs:
+            if model.get('interactive_head') is None:
+                raise ValueError(f'the export has an {INTERACTIVE_GRAPH} graph but the model '
+                                 'config has no interactive_head: pass the *_interactive model '
+                                 'config the graphs were exported from')
+            # Post-processing only (select, postprocess_masks); its networks stay unused.
+            self.interactive_head = MODELS.build(model['interactive_head']).eval()
+        self._pipeline = None
+        self.reset_image()
 
     def _load_cache(self, text_cache) -> Optional[TextFeatureCache]:
         expected = self.manifest['graphs'].get('text_tower', {}).get('fingerprint')
@@ -254,11 +278,159 @@ class DeployedSAM3(BaseDetector):
                                         for c in chunks])
 
     # ------------------------------------------------------------------------------------------
+    # clicks, boxes and mask prompts (SAM3Predictor's API)
+    @property
+    def with_interactive(self) -> bool:
+        """Whether this deployment answers clicks (it has the interactive decoder)."""
+        return self.interactive_head is not None
+
+    @property
+    def low_res_size(self) -> Optional[Tuple[int, int]]:
+        """``(h, w)`` of the low-resolution logits / mask prompts (288 x 288 for SAM 3)."""
+        head = self.interactive_head
+        return None if head is None else tuple(head.low_res_size)
+
+    @property
+    def image_size(self) -> Optional[Tuple[int, int]]:
+        """``(height, width)`` of the image given to :meth:`set_image` (None before)."""
+        return None if self._metainfo is None else tuple(self._metainfo['ori_shape'][:2])
+
+    def reset_image(self) -> None:
+        """Forget the image set last (its tracker features, metainfo and click state)."""
+        self.tracker_feats: Optional[Dict[str, Tensor]] = None
+        self._metainfo: Optional[dict] = None
+        self._input_shape: Optional[Tuple[int, int]] = None
+        self.reset_clicks()
+
+    def reset_clicks(self) -> None:
+        """Forget the previous click round's logits (``refine=True`` starts afresh)."""
+        self.previous_logits: Optional[np.ndarray] = None
+
+    @torch.no_grad()
+    def set_image(self, img) -> 'DeployedSAM3':
+        """The model config's test pipeline and the vision graph on ``img`` (a file path, an
+        ``(H, W, 3)`` uint8 BGR array, an ``(H, W)`` grey array or a PIL image), once; the
+        tracker levels are kept for :meth:`predict_clicks`. Errors leave the last image set."""
+        from ..apis.sam3_predictor import BOX_ONLY_PHRASE, SAM3Predictor, _inference_pipeline
+        if self._pipeline is None:
+            from mmcv.transforms import Compose
+            self._pipeline = Compose(_inference_pipeline(self.cfg))
+        inputs = SAM3Predictor._as_pipeline_input(img)
+        inputs.update(img_id=0, text=[BOX_ONLY_PHRASE])
+        data = self._pipeline(inputs)
+        batch = self.data_preprocessor(
+            dict(inputs=[data['inputs']], data_samples=[data['data_samples']]), False)
+        images, sample = batch['inputs'], batch['data_samples'][0]
+        out = self.graphs['vision_tower'](image=images)
+        tracker = None
+        if self.with_interactive:
+            tracker = {k: out[k] for k in ('tracker_embed', 'tracker_feat_s4', 'tracker_feat_s8')}
+        self.reset_image()
+        self.tracker_feats = tracker
+        meta = dict(sample.metainfo)
+        for key in ('texts', 'text', 'prompt_labels', 'prompt_boxes', 'prompt_box_labels'):
+            meta.pop(key, None)
+        self._metainfo = meta
+        self._input_shape = tuple(images.shape[-2:])
+        return self
+
+    def _click_inputs(self, points, point_labels, box, mask_input, refine):
+        if not self.with_interactive:
+            raise RuntimeError(
+                f'this deployment has no {INTERACTIVE_GRAPH} graph, so it cannot answer clicks, '
+                'boxes or mask prompts: export a model with the interactive head (a config with '
+                'tracker_neck and interactive_head, e.g. configs/_base_/models/'
+                'sam3_vit-l_interactive.py) and pass its graphs; phrases work with this one')
+        if self.tracker_feats is None:
+            raise RuntimeError('DeployedSAM3.predict() needs an image: call '
+                               'deployed.set_image(img) first')
+        return check_click_prompts(points, point_labels, box, mask_input, refine,
+                                   self.image_size, self.low_res_size, self.previous_logits)
+
+    @torch.no_grad()
+    def predict_clicks(self, points=None, point_labels=None, box=None, mask_input=None,
+                       multimask_output: bool = True, refine: bool = False) -> dict:
+        """One object's mask from clicks / a box / a mask prompt on the image set last, as
+        ``SAM3Predictor.predict_clicks`` (same arguments, results and errors); also reached
+        through :meth:`predict` with these keywords.
+
+        Returns:
+            dict: ``masks (C, H, W)`` bool, ``scores (C,)`` float32 predicted IoU,
+            ``low_res_logits (C, h, w)`` float32 (clamped to +-32), ``object_score`` (float
+            logit); ``C`` = 3 with ``multimask_output``, else 1 (the single-mask output, or the
+            best multimask output where it is unstable). The best mask's logits are kept for
+            ``refine``.
+        """
+        coords, labels, mask = self._click_inputs(points, point_labels, box, mask_input, refine)
+        head = self.interactive_head
+        if coords is not None:
+            # Image pixels -> network-input pixels (Meta's order: x / w * size), then the
+            # padding point the PyTorch head appends itself.
+            h, w = self.image_size
+            in_h, in_w = self._metainfo.get('img_shape', self._input_shape)[:2]
+            pts = (coords / np.array([w, h]) * np.array([in_w, in_h])).astype(np.float32)
+            pts = np.concatenate([pts, np.zeros((1, 2), np.float32)])[None]
+            lbl = np.concatenate([labels, [-1]]).astype(np.int64)[None]
+        else:  # a mask prompt alone: no sparse prompt at all, as in Meta's predictor
+            pts, lbl = np.zeros((1, 0, 2), np.float32), np.zeros((1, 0), np.int64)
+        lh, lw = self.low_res_size
+        has_mask = np.array([0.0 if mask is None else 1.0], np.float32)
+        mask = np.zeros((1, 1, lh, lw), np.float32) if mask is None else mask[None]
+        out = self.graphs[INTERACTIVE_GRAPH](
+            **self.tracker_feats, point_coords=torch.from_numpy(pts),
+            point_labels=torch.from_numpy(lbl), mask_input=torch.from_numpy(mask),
+            has_mask_input=torch.from_numpy(has_mask))
+        decoder = head.mask_decoder.eval()  # the stability choice is an inference-time rule
+        low, scores = decoder.select(out['low_res_logits'].float(), out['iou_pred'].float(),
+                                     multimask_output)
+        masks = self._low_res_to_image(low.cpu())
+        low = low.clamp(-32.0, 32.0)[0].cpu().numpy()
+        scores = scores[0].cpu().numpy()
+        best = int(np.argmax(scores))
+        self.previous_logits = low[best:best + 1].copy()
+        return dict(masks=masks[0].numpy(), scores=scores, low_res_logits=low,
+                    object_score=float(out['object_score_logits'].float()[0, 0]))
+
+    def _low_res_to_image(self, low: Tensor) -> Tensor:
+        """``(1, C, h, w)`` logits -> ``(1, C, H, W)`` bool masks of the original image, with
+        the PyTorch head's post-processing (Meta's hole filling, bilinear, > 0)."""
+        import torch.nn.functional as F
+
+        from ..models.dense_heads.sam3_interactive_head import fill_small_holes
+        head = self.interactive_head
+        h, w = self.image_size
+        in_h, in_w = self._metainfo.get('img_shape', self._input_shape)[:2]
+        if (in_h, in_w) != tuple(self._input_shape):
+            # Padded input: back to the network frame, drop the padding, then the image size.
+            low = fill_small_holes(low, head.max_hole_area, head.mask_threshold)
+            low = F.interpolate(low, self._input_shape, mode='bilinear', align_corners=False)
+            low = low[..., :in_h, :in_w]
+            return head.postprocess_masks(low, (h, w), max_hole_area=0)
+        return head.postprocess_masks(low, (h, w))
+
+    # ------------------------------------------------------------------------------------------
     # the mmdet triad
-    def predict(self, batch_inputs: Tensor, batch_data_samples: SampleList,
-                rescale: bool = True) -> SampleList:
+    def predict(self, batch_inputs: Optional[Tensor] = None,
+                batch_data_samples: Optional[SampleList] = None, rescale: bool = True, *,
+                points=None, point_labels=None, box=None, mask_input=None,
+                multimask_output: bool = True, refine: bool = False):
         """``pred_instances`` per image, as ``SAM3.predict`` gives them (timed for mmdeploy's
-        profiler)."""
+        profiler); or, called with only the keywords ``points`` / ``point_labels`` / ``box`` /
+        ``mask_input`` / ``multimask_output`` / ``refine``, :meth:`predict_clicks` on the image
+        given to :meth:`set_image` (``SAM3Predictor.predict``'s interactive form)."""
+        interactive = (points is not None or point_labels is not None or box is not None or
+                       mask_input is not None or refine)
+        if batch_inputs is None and batch_data_samples is None:
+            if not interactive:
+                raise ValueError('predict() needs a batch (batch_inputs, batch_data_samples) or '
+                                 'interactive prompts: points + point_labels, a box, or a '
+                                 'mask_input')
+            return self.predict_clicks(points, point_labels, box, mask_input,
+                                       multimask_output, refine)
+        if interactive:
+            raise ValueError('predict() takes either a batch (phrases in its data samples) or '
+                             'interactive prompts (points / point_labels / box / mask_input / '
+                             'refine) on the image given to set_image(), not both')
         return self._timed_predict(batch_inputs, batch_data_samples, rescale)
 
     def _predict(self, batch_inputs: Tensor, batch_data_samples: SampleList,

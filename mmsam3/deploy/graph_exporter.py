@@ -29,7 +29,7 @@ import torch
 from mmengine.config import Config
 from torch import nn
 
-from .export_graphs import GRAPH_NAMES, graph_specs
+from .export_graphs import graph_names_of, graph_specs
 from .model_fingerprint import weights_fingerprint
 from .tensorrt_engine_builder import FP32_OP_TYPES, profile_from_signature, trt_profiles
 
@@ -39,7 +39,8 @@ __all__ = ['MANIFEST_NAME', 'CODEBASE_TYPE', 'load_deploy_cfg', 'sam3_deploy_set
 
 MANIFEST_NAME = 'sam3_graphs.json'
 CODEBASE_TYPE = 'mmsam3'
-_SAM3_DEFAULTS = dict(context_length=32, max_prompts=16, max_boxes=8, external_data_mib=512)
+_SAM3_DEFAULTS = dict(context_length=32, max_prompts=16, max_boxes=8, max_points=32,
+                      external_data_mib=512)
 # codebase_config.sam3 keys that are the deploy tool's example prompts, not graph settings.
 _TOOL_INPUTS = ('phrases', 'boxes')
 
@@ -168,7 +169,8 @@ def write_graph_set(model: nn.Module,
                     opset_version: Optional[int] = None,
                     keep_initializers_as_inputs: bool = False,
                     log: Callable[[str], None] = print) -> dict:
-    """Write the three graphs of ``model`` and their manifest into ``dirname(output_path)``.
+    """Write the graphs of ``model`` (three, four with the interactive head) and their manifest
+    into ``dirname(output_path)``.
 
     This is what SAM 3's ONNX export is: mmdeploy's ``export`` (``torch2onnx``) calls
     ``torch.onnx.export(model, image, <work_dir>/sam3_graphs.onnx, ...)`` inside its
@@ -190,12 +192,13 @@ def write_graph_set(model: nn.Module,
     os.makedirs(work_dir, exist_ok=True)
     specs = graph_specs(model, settings['input_hw'], settings['context_length'], image=image)
     limits = dict(num_prompts=int(settings['max_prompts']),
-                  num_boxes=int(settings['max_boxes']))
-    profiles = trt_profiles(deploy_cfg) if backend == 'tensorrt' else None
+                  num_boxes=int(settings['max_boxes']), num_points=int(settings['max_points']))
+    names = graph_names_of(model)
+    profiles = trt_profiles(deploy_cfg, names) if backend == 'tensorrt' else None
     manifest = dict(format='mmsam3-graphs-1', settings=settings, backend=backend, graphs={})
     import onnx
     with torch.no_grad():
-        for name in GRAPH_NAMES:
+        for name in names:
             spec = specs[name]
             out_path = osp.join(work_dir, f'{name}.onnx')
             tmp_dir = tempfile.mkdtemp(prefix=f'sam3_{name}_', dir=work_dir)
@@ -213,9 +216,10 @@ def write_graph_set(model: nn.Module,
             entry = dict(file=osp.basename(out_path), external_data=external,
                          fingerprint=weights_fingerprint(spec.module),
                          **graph_signature(spec, spec.outputs()))
-            names = graph_names(proto)
-            if names != (spec.input_names, spec.output_names):
-                raise RuntimeError(f'{name}: exported tensor names {names} differ from the spec')
+            io_names = graph_names(proto)
+            if io_names != (spec.input_names, spec.output_names):
+                raise RuntimeError(f'{name}: exported tensor names {io_names} differ from the '
+                                   'spec')
             # Node names TensorRT FP16 builds keep in FP32 (trtexec --layerPrecisions).
             entry['fp32_layers'] = [n.name for n in proto.graph.node
                                     if n.op_type in FP32_OP_TYPES and n.name]

@@ -2,8 +2,10 @@
 
 Both runners take and return ``torch.Tensor``\\ s keyed by the graph's tensor names, check the
 inputs against the manifest's signature first (names, dtypes, static dims; dynamic ``num_prompts``
-/ ``num_boxes`` against the deploy config's ``max_prompts`` / ``max_boxes``, which are also the
-TensorRT profile maxima), and check that the file is the graph the manifest describes.
+/ ``num_boxes`` / ``num_points`` against the deploy config's ``max_prompts`` / ``max_boxes`` /
+``max_points``, which are also the TensorRT profile maxima), and check that the file is the graph
+the manifest describes. A dynamic axis may not be empty, except ``num_points`` on ONNX Runtime
+(a mask prompt alone has no sparse prompt); on TensorRT the profile's minimum decides.
 
 mmdeploy 1.3.1's ``TRTWrapper`` uses the binding API TensorRT 10 removed (``binding_is_input``,
 ``execute_async_v2``), so :class:`TensorRT10Engine` uses the name-based API
@@ -27,16 +29,21 @@ class GraphRunner:
     """Input checks shared by the backends.
 
     Args:
-        name (str): graph name (``vision_tower`` / ``text_tower`` / ``prompt_decoder``).
+        name (str): graph name (``vision_tower`` / ``text_tower`` / ``prompt_decoder`` /
+            ``interactive_decoder``).
         signature (dict): the manifest entry (``inputs`` / ``outputs`` with name, dtype, shape).
         limits (dict): upper bounds of named dynamic axes, e.g. ``{'num_prompts': 16}``.
     """
+
+    # Lower bounds of named dynamic axes (others: 1).
+    minimums: Dict[str, int] = {}
 
     def __init__(self, name: str, signature: dict, limits: Optional[Dict[str, int]] = None):
         self.name = name
         self.inputs = signature['inputs']
         self.outputs = signature['outputs']
         self.limits = dict(limits or {})
+        self.minimums = dict(self.minimums)
 
     @property
     def input_names(self) -> List[str]:
@@ -69,9 +76,14 @@ class GraphRunner:
                         f'profile allows at most {self.limits[dim]} ({dim}); run them in chunks '
                         f'(DeployedSAM3 does) or export with a deploy config whose '
                         f'codebase_config.sam3.max_{dim[4:]} is larger')
-                if isinstance(dim, str) and got < 1:
+                low = self.minimums.get(dim, 1) if isinstance(dim, str) else 0
+                if isinstance(dim, str) and got < low:
+                    hint = (' (a mask prompt alone runs with no points; this engine\'s '
+                            'optimisation profile starts at 1 point: add a click, or build the '
+                            'engine with num_points min_shape 0)' if dim == 'num_points' else '')
                     raise ValueError(f'{self.name} graph: input {spec["name"]} axis {axis} '
-                                     f'({dim}) is empty; pass at least one')
+                                     f'({dim}) has {got}, at least {low} needed; pass at least '
+                                     f'{low}{hint}')
             checked[spec['name']] = value.to(_TORCH_DTYPES.get(spec['dtype'], value.dtype))
         return checked
 
@@ -98,6 +110,8 @@ class GraphRunner:
 
 class OnnxRuntimeGraphRunner(GraphRunner):
     """One ONNX file on ONNX Runtime (CPU, or CUDA when its provider is installed)."""
+
+    minimums = dict(num_points=0)
 
     def __init__(self, path: str, name: str, signature: dict,
                  limits: Optional[Dict[str, int]] = None, device: str = 'cpu',
@@ -170,6 +184,10 @@ class TensorRT10Engine:
         """The largest shape optimisation profile 0 allows for input ``name``."""
         return tuple(int(d) for d in self.engine.get_tensor_profile_shape(name, 0)[2])
 
+    def min_shape(self, name: str) -> Tuple[int, ...]:
+        """The smallest shape optimisation profile 0 allows for input ``name``."""
+        return tuple(int(d) for d in self.engine.get_tensor_profile_shape(name, 0)[0])
+
     def torch_dtype(self, name: str) -> torch.dtype:
         trt = self.trt
         table = {trt.float32: torch.float32, trt.float16: torch.float16,
@@ -219,9 +237,11 @@ class TensorRTGraphRunner(GraphRunner):
                              f'{got_in} / outputs {got_out})')
         # The optimisation profile is the authority on TensorRT: tighten the limits to it.
         for spec in self.inputs:
-            for dim, top in zip(spec['shape'], self.engine.max_shape(spec['name'])):
+            for dim, low, top in zip(spec['shape'], self.engine.min_shape(spec['name']),
+                                     self.engine.max_shape(spec['name'])):
                 if isinstance(dim, str):
                     self.limits[dim] = min(self.limits.get(dim, top), int(top))
+                    self.minimums[dim] = max(self.minimums.get(dim, 0), int(low))
 
     def run(self, feed: Dict[str, Tensor]) -> Dict[str, Tensor]:
         stream = torch.cuda.current_stream(self.device)

@@ -37,25 +37,37 @@ def fp32_layer_names(onnx_path: str, op_types: Sequence[str] = FP32_OP_TYPES) ->
     return [n.name for n in graph.node if n.op_type in op_types and n.name]
 
 
-def trt_profiles(deploy_cfg) -> Dict[str, Dict[str, dict]]:
+def trt_profiles(deploy_cfg,
+                 graph_names: Optional[Sequence[str]] = None) -> Dict[str, Dict[str, dict]]:
     """``{graph: {input: {min_shape, opt_shape, max_shape}}}`` from
-    ``backend_config.model_inputs`` (one entry per graph, in vision / text / decoder order)."""
-    from .export_graphs import GRAPH_NAMES
+    ``backend_config.model_inputs`` (one entry per graph, in vision / text / decoder /
+    interactive decoder order). ``graph_names``: the graphs being exported (default: the three
+    concept graphs); a config may profile the interactive decoder too, and must when it is
+    exported."""
+    from .export_graphs import ALL_GRAPH_NAMES, GRAPH_NAMES, INTERACTIVE_GRAPH
+    names = tuple(graph_names or GRAPH_NAMES)
     model_inputs = deploy_cfg.backend_config.get('model_inputs') or []
-    if len(model_inputs) != len(GRAPH_NAMES):
-        raise ValueError(f'backend_config.model_inputs needs {len(GRAPH_NAMES)} entries (one '
-                         f'profile per graph: {GRAPH_NAMES}), got {len(model_inputs)}')
+    if len(model_inputs) not in (len(GRAPH_NAMES), len(ALL_GRAPH_NAMES)) or \
+            len(model_inputs) < len(names):
+        hint = (f' (this model has the interactive head: add a fourth entry for '
+                f'{INTERACTIVE_GRAPH}, as configs/deploy/'
+                'instance-seg-interactive_tensorrt_static-*.py do)'
+                if INTERACTIVE_GRAPH in names else '')
+        raise ValueError(f'backend_config.model_inputs needs {len(names)} entries (one '
+                         f'profile per graph: {names}), got {len(model_inputs)}{hint}')
     return {g: {k: {s: list(v[s]) for s in ('min_shape', 'opt_shape', 'max_shape')}
                 for k, v in entry['input_shapes'].items()}
-            for g, entry in zip(GRAPH_NAMES, model_inputs)}
+            for g, entry in zip(ALL_GRAPH_NAMES, model_inputs) if g in names}
 
 
 def profile_from_signature(inputs: Sequence[dict], limits: Dict[str, int],
-                           opt_prompts: int = 4) -> Dict[str, dict]:
+                           opt_prompts: int = 4, opt_points: int = 3) -> Dict[str, dict]:
     """A graph's TensorRT profile from its manifest inputs: static dims as they are, a named
     dynamic axis from 1 to its limit (``num_prompts`` optimised for ``opt_prompts``, boxes for
-    one), as the hand-written profiles of configs/deploy/*tensorrt* do."""
-    opt = dict(num_prompts=min(opt_prompts, limits['num_prompts']), num_boxes=1)
+    one, points for ``opt_points``: two clicks and the padding point), as the hand-written
+    profiles of configs/deploy/*tensorrt* do."""
+    opt = dict(num_prompts=min(opt_prompts, limits['num_prompts']), num_boxes=1,
+               num_points=min(opt_points, limits.get('num_points', opt_points)))
     profile = {}
     for spec in inputs:
         dims = spec['shape']
@@ -103,29 +115,51 @@ def build_engine(onnx_path: str, engine_path: str, profile: Dict[str, dict], fp1
     return engine_path
 
 
-def build_engines(deploy_cfg, work_dir: str,
-                  onnx_files: Optional[Sequence[str]] = None) -> List[str]:
-    """One engine per ONNX file with ``backend_config.model_inputs[i]`` (merged over
-    ``common_config``), written to ``work_dir/<stem>.engine`` (or the entry's ``save_file``).
-
-    ``onnx_files`` defaults to SAM 3's graphs in ``work_dir`` (vision, text, decoder order).
-    FP16 engines keep the ``LayerNormalization`` / ``Softmax`` layers in FP32.
-    """
-    from .export_graphs import GRAPH_NAMES
-    if onnx_files is None:
-        onnx_files = [osp.join(work_dir, f'{g}.onnx') for g in GRAPH_NAMES]
-        missing = [f for f in onnx_files if not osp.isfile(f)]
-        if missing:
-            raise FileNotFoundError(f'graphs not found: {missing}; export them first')
-    common = dict(deploy_cfg.backend_config.get('common_config', {}))
-    model_inputs = deploy_cfg.backend_config.get('model_inputs') or []
+def _profile_entries(onnx_files: Sequence[str], model_inputs: Sequence[dict]) -> List[dict]:
+    """``model_inputs`` entry of each ONNX file: SAM 3's graphs by name (entry ``i`` profiles
+    graph ``ALL_GRAPH_NAMES[i]``, so a four-entry config also serves a concept-only export),
+    other files in order."""
+    from .export_graphs import ALL_GRAPH_NAMES
+    stems = [osp.splitext(osp.basename(f))[0] for f in onnx_files]
+    if all(s in ALL_GRAPH_NAMES for s in stems):
+        need = max(ALL_GRAPH_NAMES.index(s) for s in stems) + 1
+        if len(model_inputs) >= need:
+            return [model_inputs[ALL_GRAPH_NAMES.index(s)] for s in stems]
+        raise ValueError(f'backend_config.model_inputs has {len(model_inputs)} entries for the '
+                         f'graphs {stems}; give one optimisation profile per graph in the order '
+                         f'{ALL_GRAPH_NAMES[:need]} (see configs/deploy/'
+                         'instance-seg*_tensorrt_static-*.py)')
     if len(model_inputs) != len(onnx_files):
         raise ValueError(f'backend_config.model_inputs has {len(model_inputs)} entries for '
                          f'{len(onnx_files)} graphs ({[osp.basename(f) for f in onnx_files]}); '
                          'give one optimisation profile per graph, in that order (see '
                          'configs/deploy/instance-seg_tensorrt_static-*.py)')
+    return list(model_inputs)
+
+
+def build_engines(deploy_cfg, work_dir: str,
+                  onnx_files: Optional[Sequence[str]] = None) -> List[str]:
+    """One engine per ONNX file with ``backend_config.model_inputs[i]`` (merged over
+    ``common_config``), written to ``work_dir/<stem>.engine`` (or the entry's ``save_file``).
+
+    ``onnx_files`` defaults to SAM 3's graphs in ``work_dir`` (vision, text, decoder order,
+    then the interactive decoder when its file is there).
+    FP16 engines keep the ``LayerNormalization`` / ``Softmax`` layers in FP32.
+    """
+    from .export_graphs import GRAPH_NAMES, INTERACTIVE_GRAPH
+    if onnx_files is None:
+        onnx_files = [osp.join(work_dir, f'{g}.onnx') for g in GRAPH_NAMES]
+        interactive = osp.join(work_dir, f'{INTERACTIVE_GRAPH}.onnx')
+        if osp.isfile(interactive):
+            onnx_files.append(interactive)
+        missing = [f for f in onnx_files if not osp.isfile(f)]
+        if missing:
+            raise FileNotFoundError(f'graphs not found: {missing}; export them first')
+    common = dict(deploy_cfg.backend_config.get('common_config', {}))
+    model_inputs = deploy_cfg.backend_config.get('model_inputs') or []
+    entries = _profile_entries(onnx_files, model_inputs)
     paths = []
-    for onnx_path, entry in zip(onnx_files, model_inputs):
+    for onnx_path, entry in zip(onnx_files, entries):
         params = dict(common, **entry)
         stem = osp.splitext(osp.basename(onnx_path))[0]
         fp16 = bool(params.get('fp16_mode', False))

@@ -9,7 +9,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from deploy_test_utils import DEPLOY_CFG, MODEL_CFG, REPO, SIZE, build_tiny_model, load_tool
+from deploy_test_utils import (DEPLOY_CFG, MODEL_CFG, REPO, SIZE, build_tiny_model,
+                               interactive_model_cfg, load_tool)
 
 
 @pytest.fixture(scope='session')
@@ -39,6 +40,25 @@ def tiny_deployment(tmp_path_factory, bpe_path, shapes_root):
                             '--cfg-options', *options])
     return SimpleNamespace(model=model, cfg=cfg, ckpt=ckpt, work_dir=work_dir, diff=diff,
                            deploy_cfg=DEPLOY_CFG, model_cfg=MODEL_CFG, cfg_options=options)
+
+
+@pytest.fixture(scope='session')
+def interactive_deployment(tmp_path_factory, bpe_path, shapes_root):
+    """The tiny model with the interactive head (clicks), its config file and checkpoint, and
+    its four graphs exported by the deploy tool."""
+    out = tmp_path_factory.mktemp('tiny_interactive_deploy')
+    cfg = interactive_model_cfg(bpe_path)
+    model_cfg = str(out / 'sam3_tiny_interactive_shapes.py')
+    cfg.dump(model_cfg)
+    model, cfg = build_tiny_model(bpe_path, cfg=cfg)
+    ckpt = str(out / 'tiny_interactive.pth')
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, ckpt)
+    work_dir = str(out / 'graphs')
+    with torch.no_grad():
+        load_tool('deploy').main([DEPLOY_CFG, model_cfg, ckpt, shapes_root + 'valid/000000.png',
+                                  '--work-dir', work_dir, '--texts', 'red circle'])
+    return SimpleNamespace(model=model, cfg=cfg, ckpt=ckpt, work_dir=work_dir,
+                           model_cfg=model_cfg, image=shapes_root + 'valid/000001.png')
 
 
 @pytest.fixture(scope='session')

@@ -20,14 +20,30 @@ def load_tool(name):
     return module
 
 
-def build_tiny_model(bpe_path, seed=0):
+INTERACTIVE_MODEL = osp.join(REPO, 'configs', '_base_/models/sam3_tiny_interactive.py')
+
+
+def interactive_model_cfg(bpe_path):
+    """The tiny shapes config (MODEL_CFG) with the tiny interactive head and tracker neck."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(MODEL_CFG)
+    interactive = Config.fromfile(INTERACTIVE_MODEL).model
+    cfg.model.tracker_neck = interactive.tracker_neck
+    cfg.model.interactive_head = interactive.interactive_head
+    cfg.model.tokenizer.bpe_path = bpe_path
+    return cfg
+
+
+def build_tiny_model(bpe_path, seed=0, cfg=None):
+    """The tiny model (random weights, ``seed``) of ``cfg`` (default: MODEL_CFG)."""
     import mmsam3  # noqa: F401
     from mmdet.registry import MODELS
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
 
     init_default_scope('mmdet')
-    cfg = Config.fromfile(MODEL_CFG)
-    cfg.model.tokenizer.bpe_path = bpe_path
+    if cfg is None:
+        cfg = Config.fromfile(MODEL_CFG)
+        cfg.model.tokenizer.bpe_path = bpe_path
     torch.manual_seed(seed)
     return MODELS.build(cfg.model).eval(), cfg
