@@ -80,3 +80,67 @@ def test_det_inferencer_with_texts(tiny_cfg, image, tmp_path):
     assert len(pred['scores']) == 40  # 2 prompts x 20 queries of the tiny model
     assert np.bincount(pred['labels']).tolist() == [20, 20]
     assert osp.isfile(tmp_path / 'inf' / 'vis' / 'shapes.jpg')
+
+
+# --------------------------------------------------------------------------- interactive demo
+@pytest.fixture
+def interactive_cfg(tmp_path, bpe_path):
+    cfg = tmp_path / 'tiny_interactive_infer.py'
+    cfg.write_text(
+        f"_base_ = ['{REPO}/configs/_base_/models/sam3_tiny_interactive.py',\n"
+        f"          '{REPO}/configs/_base_/datasets/sam3_coco_prompt.py',\n"
+        f"          '{REPO}/configs/_base_/default_runtime.py']\n"
+        f"model = dict(tokenizer=dict(bpe_path='{bpe_path}'))\n"
+        "test_pipeline = [dict(type='LoadImageFromFile'),\n"
+        "                 dict(type='Resize', scale=(168, 168), keep_ratio=False),\n"
+        "                 dict(type='PackSAM3Inputs')]\n"
+        "test_dataloader = dict(dataset=dict(pipeline=test_pipeline))\n")
+    return str(cfg)
+
+
+def _demo(*argv):
+    return subprocess.run([sys.executable, osp.join(REPO, 'tools/demo.py'), *map(str, argv)],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_demo_clicks_and_box_write_the_mask_picture(interactive_cfg, image, tmp_path):
+    out = tmp_path / 'clicks'
+    proc = _demo(image, interactive_cfg, '--points', '60,40', '--out-dir', out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    pic = cv2.imread(str(out / 'shapes.jpg'))
+    assert pic is not None and pic.shape == (100, 150, 3)
+    result = json.loads((out / 'shapes.json').read_text())
+    assert result['points'] == [[60.0, 40.0]] and result['point_labels'] == [1]
+    assert len(result['masks']) == 3  # one click: three candidates
+    assert all(m['mask']['size'] == [100, 150] for m in result['masks'])
+
+    out2 = tmp_path / 'box'
+    proc = _demo(image, interactive_cfg, '--box', '30,20,90,60', '--points', '60,40',
+                 '120,80,0', '--out-dir', out2)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads((out2 / 'shapes.json').read_text())
+    assert result['box'] == [30.0, 20.0, 90.0, 60.0] and result['point_labels'] == [1, 0]
+    assert len(result['masks']) == 1
+    assert cv2.imread(str(out2 / 'shapes.jpg')).shape == (100, 150, 3)
+
+
+def test_demo_click_errors(interactive_cfg, tiny_cfg, image, tmp_path, capsys):
+    sys.path.insert(0, osp.join(REPO, 'tools'))
+    import demo
+
+    def refused(*argv):
+        with pytest.raises(SystemExit) as exc:
+            demo.main([str(a) for a in argv])
+        assert exc.value.code not in (0, None)
+        return str(exc.value.code) + capsys.readouterr().err
+
+    assert 'must be 1 (positive) or 0' in refused(image, interactive_cfg, '--points', '60,40,2')
+    assert 'x,y or x,y,label' in refused(image, interactive_cfg, '--points', '60')
+    assert 'x0,y0,x1,y1' in refused(image, interactive_cfg, '--box', '30,20,90')
+    assert 'separate runs' in refused(image, interactive_cfg, '--points', '60,40', '--texts',
+                                      'red box')
+    assert 'outside the 150x100' in refused(image, interactive_cfg, '--points', '500,40',
+                                            '--device', 'cpu', '--out-dir', tmp_path / 'x')
+    assert not (tmp_path / 'x').exists()
+    assert 'no interactive head' in refused(image, tiny_cfg, '--points', '60,40', '--device',
+                                            'cpu', '--out-dir', tmp_path / 'y')
