@@ -38,7 +38,8 @@ import torch
 from .sam3_checkpoint_hf import hf_to_mmsam3, mmsam3_to_hf
 
 __all__ = [
-    'PREFIX_MAP', 'DROPPED', 'TRACKER_MAP', 'VIDEO_TRACKER', 'tracker_layout_of', 'SOURCE_FORMATS', 'CheckpointConversionError',
+    'PREFIX_MAP', 'DROPPED', 'TRACKER_MAP', 'VIDEO_TRACKER', 'tracker_layout_of',
+    'SOURCE_FORMATS', 'CheckpointConversionError',
     'convert_official_state_dict', 'convert_to_mmsam3', 'detect_format', 'export_official',
     'export_hf', 'format_report', 'nonfinite_tensors', 'read_source', 'official_rope_tables'
 ]

@@ -229,7 +229,8 @@ def test_interactive_round_trip_is_bit_exact(official_interactive_pt, tmp_path, 
     assert 'interactive head (tracker prompt encoder' in out and 'kept unchanged in' in out
     ckpt = torch.load(tmp_path / 'mm.pth', weights_only=True)
     state = ckpt['state_dict']
-    assert 'interactive_head.no_mem_embed' in state and 'tracker_neck.convs.0.conv_1x1.weight' in state
+    assert 'interactive_head.no_mem_embed' in state
+    assert 'tracker_neck.convs.0.conv_1x1.weight' in state
     assert all(k.startswith('tracker.') for k in ckpt['video_tracker'])
     assert not any(k.startswith('tracker.sam_') or k == 'tracker.no_mem_embed'
                    for k in ckpt['video_tracker'])

@@ -13,8 +13,8 @@ Meta's layout gets the detector's weights (``detector.*``), the interactive weig
 model has them (``tracker_neck`` -> ``sam2_convs``, ``interactive_head`` -> ``tracker.sam_*``,
 ``tracker.no_mem_embed``; SAM 3.1's names when the checkpoint was converted from SAM 3.1), the
 video tracker kept by ``sam3_to_mmsam3.py`` (the checkpoint's ``video_tracker`` entry, or
-``--tracker-from``) and the complex RoPE tables that Meta's ViT keeps as buffers, regenerated bit for bit from the ViT sizes (``--config``, default
-the official ViT-L at 1008). The transformers folder gets ``model.safetensors`` and
+``--tracker-from``) and the complex RoPE tables that Meta's ViT keeps as buffers, regenerated
+bit for bit from the ViT sizes (``--config``, default the official ViT-L at 1008). The transformers folder gets ``model.safetensors`` and
 ``config.json``: the ``config.json`` the checkpoint was converted from when there is one (kept by
 ``sam3_to_mmsam3.py``), else one written from ``--config`` (default: the official sizes). A
 LiteText model (``SAM3LiteTextEncoder``) becomes a ``Sam3LiteTextModel``. Non-finite tensors are
