@@ -116,12 +116,12 @@ def build_engine(onnx_path: str, engine_path: str, profile: Dict[str, dict], fp1
 
 
 def _profile_entries(onnx_files: Sequence[str], model_inputs: Sequence[dict]) -> List[dict]:
-    """``model_inputs`` entry of each ONNX file: SAM 3's graphs by name (entry ``i`` profiles
-    graph ``ALL_GRAPH_NAMES[i]``, so a four-entry config also serves a concept-only export),
-    other files in order."""
+    """``model_inputs`` entry of each ONNX file: in order when there is one entry per file;
+    otherwise SAM 3's graphs by name (entry ``i`` profiles graph ``ALL_GRAPH_NAMES[i]``, so a
+    four-entry interactive config also serves a concept-only export)."""
     from .export_graphs import ALL_GRAPH_NAMES
     stems = [osp.splitext(osp.basename(f))[0] for f in onnx_files]
-    if all(s in ALL_GRAPH_NAMES for s in stems):
+    if len(model_inputs) != len(onnx_files) and all(s in ALL_GRAPH_NAMES for s in stems):
         need = max(ALL_GRAPH_NAMES.index(s) for s in stems) + 1
         if len(model_inputs) >= need:
             return [model_inputs[ALL_GRAPH_NAMES.index(s)] for s in stems]

@@ -55,10 +55,12 @@ def interactive_deployment(tmp_path_factory, bpe_path, shapes_root):
     torch.save({'state_dict': model.state_dict(), 'meta': {}}, ckpt)
     work_dir = str(out / 'graphs')
     with torch.no_grad():
-        load_tool('deploy').main([DEPLOY_CFG, model_cfg, ckpt, shapes_root + 'valid/000000.png',
-                                  '--work-dir', work_dir, '--texts', 'red circle'])
-    return SimpleNamespace(model=model, cfg=cfg, ckpt=ckpt, work_dir=work_dir,
-                           model_cfg=model_cfg, image=shapes_root + 'valid/000001.png')
+        diff = load_tool('deploy').main([DEPLOY_CFG, model_cfg, ckpt,
+                                         shapes_root + 'valid/000000.png', '--work-dir',
+                                         work_dir, '--texts', 'red circle', '--points',
+                                         '84,84', '30,40,0'])
+    return SimpleNamespace(model=model, cfg=cfg, ckpt=ckpt, work_dir=work_dir, diff=diff,
+                           model_cfg=model_cfg)
 
 
 @pytest.fixture(scope='session')

@@ -7,10 +7,12 @@ import pytest
 
 from deploy_test_utils import REPO
 from mmsam3.deploy import GRAPH_NAMES, load_deploy_cfg, sam3_deploy_settings
+from mmsam3.deploy.export_graphs import ALL_GRAPH_NAMES
 from mmsam3.deploy.tensorrt_engine_builder import trt_profiles
 
-CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', 'deploy', 'instance-seg_*.py')))
+CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', 'deploy', 'instance-seg*.py')))
 TRT_CONFIGS = [c for c in CONFIGS if '_tensorrt' in osp.basename(c)]
+INTERACTIVE_CONFIGS = [c for c in TRT_CONFIGS if 'interactive' in osp.basename(c)]
 
 
 def _same_everywhere(shape):
@@ -36,6 +38,11 @@ def test_tensorrt_profiles_fit_the_graphs(path):
     n, k = settings['max_prompts'], settings['max_boxes']
     profiles = trt_profiles(cfg)
     assert set(profiles) == set(GRAPH_NAMES)
+    if path in INTERACTIVE_CONFIGS:
+        assert set(trt_profiles(cfg, ALL_GRAPH_NAMES)) == set(ALL_GRAPH_NAMES)
+    else:
+        with pytest.raises(ValueError, match='add a fourth entry for interactive_decoder'):
+            trt_profiles(cfg, ALL_GRAPH_NAMES)
     dims = 64 if h == 168 else 256  # the tiny test model, else SAM 3's width
     assert profiles['vision_tower']['image'] == _same_everywhere([1, 3, h, w])
     # neck levels at strides 3.5, 7 and 14 (the ViT's 14 px patches, upsampled x4 / x2 / x1)
@@ -49,3 +56,21 @@ def test_tensorrt_profiles_fit_the_graphs(path):
     assert dec['boxes']['max_shape'] == [n, k, 4]
     for key in ('text_mask', 'box_labels', 'box_mask'):
         assert dec[key]['max_shape'][0] == n
+
+
+@pytest.mark.parametrize('path', INTERACTIVE_CONFIGS, ids=osp.basename)
+def test_interactive_decoder_profile_fits_the_graph(path):
+    cfg = load_deploy_cfg(path)
+    settings = sam3_deploy_settings(cfg)
+    h, _ = settings['input_hw']
+    dims, grid, p = (64 if h == 168 else 256), h // 14, settings['max_points']
+    profile = trt_profiles(cfg, ALL_GRAPH_NAMES)['interactive_decoder']
+    assert profile['tracker_embed'] == _same_everywhere([1, dims, grid, grid])
+    assert profile['tracker_feat_s4'] == _same_everywhere([1, dims // 8, 4 * grid, 4 * grid])
+    assert profile['tracker_feat_s8'] == _same_everywhere([1, dims // 4, 2 * grid, 2 * grid])
+    assert profile['mask_input'] == _same_everywhere([1, 1, 4 * grid, 4 * grid])
+    assert profile['has_mask_input'] == _same_everywhere([1])
+    assert profile['point_coords'] == dict(min_shape=[1, 1, 2], opt_shape=[1, 3, 2],
+                                           max_shape=[1, p, 2])
+    assert profile['point_labels'] == dict(min_shape=[1, 1], opt_shape=[1, 3],
+                                           max_shape=[1, p])

@@ -43,6 +43,16 @@ def clicker(interactive_deployment, photo):
         .set_image(photo)
 
 
+def test_deploy_tool_compares_clicks(interactive_deployment):
+    """tools/deployment/deploy.py on a model with the interactive head: phrases and clicks
+    (--points) through the deployed model and PyTorch, both within tolerance."""
+    diff = interactive_deployment.diff
+    assert diff['scores'] <= TOL and diff.get('mask_pixels', 0.0) <= 1e-3
+    clicks = diff['clicks']
+    assert clicks['low_res_logits'] <= TOL and clicks['scores'] <= TOL, clicks
+    assert clicks['click_mask_pixels'] <= 1e-3, clicks
+
+
 def test_manifest_lists_the_interactive_decoder(interactive_deployment):
     manifest = read_manifest(interactive_deployment.work_dir)
     assert list(manifest['graphs']) == ['vision_tower', 'text_tower', 'prompt_decoder',

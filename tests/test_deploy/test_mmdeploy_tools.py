@@ -241,3 +241,49 @@ def test_create_input_takes_phrases_and_boxes_from_the_deploy_config(tiny_deploy
     pred = task.build_backend_model([osp.join(tiny_deployment.work_dir, MANIFEST_NAME)]) \
         .test_step(data)[0]
     assert set(pred.pred_instances.label_names) <= {'red circle', 'blue square'}
+
+
+def test_deploy_tool_calls_export_the_interactive_decoder(spawned_pipeline,
+                                                          interactive_deployment, shapes_root,
+                                                          tmp_path):
+    """A model with the interactive head through the same calls (torch2onnx in a spawned
+    process, to_backend): a fourth graph in the manifest, its TensorRT profile that of the
+    interactive TensorRT config, the op audit passing, and clicks through mmdeploy's backend
+    model equal to the PyTorch predictor's."""
+    from mmdeploy.apis import build_task_processor, torch2onnx
+    from mmdeploy.apis.utils import to_backend
+    from mmdeploy.utils import load_config
+
+    from mmsam3.apis import SAM3Predictor
+    from mmsam3.deploy import audit_onnx, read_manifest
+    from mmsam3.deploy.export_graphs import ALL_GRAPH_NAMES
+    from mmsam3.deploy.tensorrt_engine_builder import trt_profiles
+    deploy_cfg, model_cfg = load_config(DEPLOY_CFG, interactive_deployment.model_cfg)
+    img = shapes_root + 'valid/000002.png'
+    work_dir = str(tmp_path)
+    torch2onnx(img, work_dir, MANIFEST_NAME, DEPLOY_CFG, interactive_deployment.model_cfg,
+               interactive_deployment.ckpt, device='cpu')
+    backend_files = to_backend('onnxruntime', [osp.join(work_dir, MANIFEST_NAME)],
+                               work_dir=work_dir, deploy_cfg=deploy_cfg, device='cpu')
+    assert sorted(f for f in os.listdir(work_dir) if f.endswith('.onnx')) == \
+        sorted(f'{g}.onnx' for g in ALL_GRAPH_NAMES)
+    manifest = read_manifest(work_dir)
+    assert list(manifest['graphs']) == list(ALL_GRAPH_NAMES)
+    trt_cfg = load_config(osp.join(REPO, 'configs/deploy/'
+                                   'instance-seg-interactive_tensorrt_static-168x168.py'))[0]
+    assert {g: e['trt_profile'] for g, e in manifest['graphs'].items()} == \
+        trt_profiles(trt_cfg, ALL_GRAPH_NAMES)
+    assert audit_onnx(osp.join(work_dir, 'interactive_decoder.onnx')).ok
+    task = build_task_processor(model_cfg, deploy_cfg, 'cpu')
+    deployed = task.build_backend_model(backend_files)
+    assert deployed.with_interactive
+    model = interactive_deployment.model
+    model.cfg = interactive_deployment.cfg
+    predictor = SAM3Predictor(model, device='cpu').set_image(img)
+    deployed.set_image(img)
+    for kwargs in (dict(points=[[84, 84]], point_labels=[1]),
+                   dict(box=[20, 30, 150, 140], multimask_output=False)):
+        ref, got = predictor.predict(**kwargs), deployed.predict(**kwargs)
+        assert np.abs(ref['low_res_logits'] - got['low_res_logits']).max() <= TOL
+        assert np.abs(ref['scores'] - got['scores']).max() <= TOL
+        assert (ref['masks'] != got['masks']).mean() <= 1e-3

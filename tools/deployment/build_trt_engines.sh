@@ -18,7 +18,8 @@ set -euo pipefail
 WORK_DIR=${1:?usage: build_trt_engines.sh WORK_DIR [--fp16] [--graphs "..."]}
 shift
 FP16=0
-GRAPHS="vision_tower text_tower prompt_decoder"
+# interactive_decoder: exported for a model with the interactive head only (skipped if absent).
+GRAPHS="vision_tower text_tower prompt_decoder interactive_decoder"
 while [ $# -gt 0 ]; do
   case "$1" in
     --fp16) FP16=1 ;;

@@ -11,7 +11,10 @@ printed, and ``--ir-only`` to export a TensorRT deploy config's graphs on a CPU 
 refuses a TensorRT config with a CPU device; build the engines on the device with
 ``tools/deployment/build_trt_engines.sh``). Writes ``vision_tower.onnx``, ``text_tower.onnx``,
 ``prompt_decoder.onnx`` (large ones with a ``.onnx.data`` file), ``sam3_graphs.json``,
-``<graph>.engine`` for TensorRT, and ``output_<backend>.jpg`` / ``output_pytorch.jpg``.
+``<graph>.engine`` for TensorRT, and ``output_<backend>.jpg`` / ``output_pytorch.jpg``. A model
+with the interactive head also gets ``interactive_decoder.onnx``; the tool then answers clicks
+(``--points x,y[,label] ...``, default one positive click at the image centre) with the deployed
+model and ``SAM3Predictor`` and prints their largest difference.
 """
 import argparse
 import os.path as osp
@@ -34,6 +37,9 @@ def parse_args(argv=None):
     parser.add_argument('--ir-only', action='store_true',
                         help='export the graphs and stop (no engines, no comparison)')
     parser.add_argument('--show-top', type=int, default=5, help='detections printed per model')
+    parser.add_argument('--points', nargs='+', default=None, metavar='X,Y[,LABEL]',
+                        help='clicks (image pixels, label 1 positive / 0 negative) compared on '
+                        'a model with the interactive head (default: one click at the centre)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='model config overrides key=value')
     return parser.parse_args(argv)
@@ -56,6 +62,46 @@ def compare(pred_torch, pred_deployed) -> dict:
     diff['boxes'] = float((a.bboxes[:n] - b.bboxes[:n]).abs().max()) if n else 0.0
     if 'masks' in a and 'masks' in b and n:
         diff['mask_pixels'] = float((a.masks[:n] != b.masks[:n]).float().mean())
+    return diff
+
+
+def parse_points(texts, image):
+    """``['x,y[,label]', ...]`` -> ``(points, labels)``; default: a positive centre click."""
+    if not texts:
+        import mmcv
+        h, w = mmcv.imread(image).shape[:2]
+        return [[w / 2, h / 2]], [1]
+    points, labels = [], []
+    for text in texts:
+        parts = text.split(',')
+        if len(parts) not in (2, 3):
+            raise SystemExit(f'--points {text!r}: write x,y or x,y,label (label 1 or 0)')
+        points.append([float(parts[0]), float(parts[1])])
+        labels.append(int(parts[2]) if len(parts) == 3 else 1)
+    return points, labels
+
+
+def compare_clicks(model, deployed, model_cfg, image, points, labels) -> dict:
+    """Largest differences of the PyTorch predictor's and the deployed model's answers to the
+    same clicks (multimask and single)."""
+    import numpy as np
+
+    from mmsam3.apis import SAM3Predictor
+    model.cfg = model_cfg
+    predictor = SAM3Predictor(model).set_image(image)
+    deployed.set_image(image)
+    diff = dict(low_res_logits=0.0, scores=0.0, object_score=0.0, click_mask_pixels=0.0)
+    for multimask in (True, False):
+        kwargs = dict(points=points, point_labels=labels, multimask_output=multimask)
+        a, b = predictor.predict(**kwargs), deployed.predict(**kwargs)
+        diff['low_res_logits'] = max(diff['low_res_logits'],
+                                     float(np.abs(a['low_res_logits'] -
+                                                  b['low_res_logits']).max()))
+        diff['scores'] = max(diff['scores'], float(np.abs(a['scores'] - b['scores']).max()))
+        diff['object_score'] = max(diff['object_score'],
+                                   abs(a['object_score'] - b['object_score']))
+        diff['click_mask_pixels'] = max(diff['click_mask_pixels'],
+                                        float((a['masks'] != b['masks']).mean()))
     return diff
 
 
@@ -99,9 +145,10 @@ def main(argv=None):
     backend_files = to_backend(backend, [manifest], work_dir=args.work_dir,
                                deploy_cfg=deploy_cfg, device=args.device)
     task = build_task_processor(model_cfg, deploy_cfg, args.device)
-    predictions = {}
+    predictions, models = {}, {}
     for name, model in ((backend, task.build_backend_model(backend_files)),
                         ('pytorch', task.build_pytorch_model(args.checkpoint))):
+        models[name] = model
         data, _ = task.create_input(args.img, None)
         with torch.no_grad():
             predictions[name] = model.test_step(data)[0]
@@ -112,6 +159,13 @@ def main(argv=None):
     diff = compare(predictions['pytorch'], predictions[backend])
     print('max |PyTorch - deployed|: ' + ', '.join(
         f'{k} {v:.3g}' if isinstance(v, float) else f'{k} {v}' for k, v in diff.items()))
+    if getattr(models[backend], 'with_interactive', False):
+        points, labels = parse_points(args.points, args.img)
+        clicks = compare_clicks(models['pytorch'], models[backend], model_cfg, args.img,
+                                points, labels)
+        print(f'clicks {points} labels {labels}, max |PyTorch - deployed|: ' +
+              ', '.join(f'{k} {v:.3g}' for k, v in clicks.items()))
+        diff['clicks'] = clicks
     return diff
 
 

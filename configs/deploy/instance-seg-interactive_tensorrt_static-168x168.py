@@ -1,0 +1,60 @@
+# TensorRT 10 at 168x168 for the tiny test model with clicks; see _base_/sam3_tensorrt_static.py.
+# The three concept graphs' profiles (as instance-seg_tensorrt_static-168x168.py) and a fourth for
+# the interactive decoder (clicks, boxes, mask prompts; exported for a model with interactive_head,
+# e.g. configs/_base_/models/sam3_tiny_interactive.py). Its dynamic axis is the number of points P:
+# the clicks, a box's two corners and the padding point DeployedSAM3 appends (one click: P = 2).
+# P = 0 (a mask prompt alone, as Meta's predictor runs it) is outside this profile, and
+# DeployedSAM3 says so on such an engine; min_shape P = 0 needs TensorRT's empty-tensor support
+# (not checked here: no GPU). See docs/deployment.md ("Clicks").
+_base_ = ['./_base_/sam3_tensorrt_static.py']
+onnx_config = dict(input_shape=[168, 168])
+max_prompts = 4
+max_boxes = 4
+max_points = 32
+codebase_config = dict(
+    sam3=dict(max_prompts=max_prompts, max_boxes=max_boxes, max_points=max_points))
+feats = dict(
+    feat_s4=dict(min_shape=[1, 64, 48, 48], opt_shape=[1, 64, 48, 48],
+                 max_shape=[1, 64, 48, 48]),
+    feat_s8=dict(min_shape=[1, 64, 24, 24], opt_shape=[1, 64, 24, 24],
+                 max_shape=[1, 64, 24, 24]),
+    feat_s16=dict(min_shape=[1, 64, 12, 12], opt_shape=[1, 64, 12, 12],
+                  max_shape=[1, 64, 12, 12]))
+# The vision graph's tracker outputs: the coarse level + no_mem_embed (C channels) and the two
+# finer levels already through conv_s0 / conv_s1 (C/8, C/4 channels).
+tracker = dict(
+    tracker_embed=dict(min_shape=[1, 64, 12, 12], opt_shape=[1, 64, 12, 12],
+                       max_shape=[1, 64, 12, 12]),
+    tracker_feat_s4=dict(min_shape=[1, 8, 48, 48], opt_shape=[1, 8, 48, 48],
+                         max_shape=[1, 8, 48, 48]),
+    tracker_feat_s8=dict(min_shape=[1, 16, 24, 24], opt_shape=[1, 16, 24, 24],
+                         max_shape=[1, 16, 24, 24]))
+backend_config = dict(
+    common_config=dict(fp16_mode=False),
+    model_inputs=[
+        dict(input_shapes=dict(
+            image=dict(min_shape=[1, 3, 168, 168], opt_shape=[1, 3, 168, 168],
+                       max_shape=[1, 3, 168, 168]))),
+        dict(input_shapes=dict(
+            token_ids=dict(min_shape=[1, 32], opt_shape=[4, 32], max_shape=[max_prompts, 32]))),
+        dict(input_shapes=dict(
+            **feats,
+            text_feats=dict(min_shape=[1, 32, 64], opt_shape=[4, 32, 64],
+                            max_shape=[max_prompts, 32, 64]),
+            text_mask=dict(min_shape=[1, 32], opt_shape=[4, 32], max_shape=[max_prompts, 32]),
+            boxes=dict(min_shape=[1, 1, 4], opt_shape=[4, 1, 4],
+                       max_shape=[max_prompts, max_boxes, 4]),
+            box_labels=dict(min_shape=[1, 1], opt_shape=[4, 1],
+                            max_shape=[max_prompts, max_boxes]),
+            box_mask=dict(min_shape=[1, 1], opt_shape=[4, 1],
+                          max_shape=[max_prompts, max_boxes]))),
+        # interactive_decoder: optimised for two clicks (P = 3 with the padding point).
+        dict(input_shapes=dict(
+            **tracker,
+            point_coords=dict(min_shape=[1, 1, 2], opt_shape=[1, 3, 2],
+                              max_shape=[1, max_points, 2]),
+            point_labels=dict(min_shape=[1, 1], opt_shape=[1, 3], max_shape=[1, max_points]),
+            mask_input=dict(min_shape=[1, 1, 48, 48], opt_shape=[1, 1, 48, 48],
+                            max_shape=[1, 1, 48, 48]),
+            has_mask_input=dict(min_shape=[1], opt_shape=[1], max_shape=[1]))),
+    ])
