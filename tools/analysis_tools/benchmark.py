@@ -351,7 +351,8 @@ def _timed_clean(fn, device, model, log):
     return _timed(fn, device)
 
 
-def run_interactive(ours, cfg, device, runs, warmup, peak, meta, click_runs=0):
+def run_interactive(ours, cfg, device, runs, warmup, peak, meta, click_runs=0,
+                    timing_only=False):
     """The interactive / precision / profile / click measurements (module doc); prints them and
     returns them (a dict; :func:`report_bf16_speedup` prints the ratios once the standalone
     fp32 figure is known).
@@ -361,6 +362,8 @@ def run_interactive(ours, cfg, device, runs, warmup, peak, meta, click_runs=0):
     to the model (:func:`instrumented` is empty for every one of them, recorded in ``clean``);
     the stage profile (hooks) and the FLOP count (a dispatch mode) run afterwards.
     ``meta`` is :func:`measure_meta`'s result, ``peak`` :func:`measure_peaks`'.
+    ``timing_only`` keeps the timed fp32 / bf16 runs and the clicks (no 10 phrases, stage
+    profile, FLOPs or precision comparison).
     """
     import numpy as np
 
@@ -429,92 +432,97 @@ def run_interactive(ours, cfg, device, runs, warmup, peak, meta, click_runs=0):
             f'({"clean" if t["clean"] else "NOT clean"} timed runs, '
             f'{" / ".join(dtypes)} interleaved, warm-up {warmup})')
 
-    p = use('fp32')
-    p.set_image(bgr)
-    ten_log = []
-    t_ten_runs = [_timed_clean(lambda: (p.clear_text_cache(), p.predict(texts=list(PROMPTS))),
-                               device, ours, ten_log) for _ in range(runs)]
-    t_ten = statistics.median(t_ten_runs)
-    timings['fp32']['ten'] = timings['fp32']['image'] + t_ten
-    say(f'[fp32] 10 phrases in one call on the set image: median {t_ten:.3f} s runs '
-        f'{runs_text(t_ten_runs)}; image + 10 phrases {timings["fp32"]["ten"]:.3f} s'
-        f' ({p.prompts_per_run or "all"} prompt(s) per run of the prompt stages)')
-    per_run, p.prompts_per_run = p.prompts_per_run, len(PROMPTS)
-    t_batch = _timed_clean(lambda: (p.clear_text_cache(), p.predict(texts=list(PROMPTS))),
-                           device, ours, ten_log)
-    p.prompts_per_run = per_run
-    say(f'[fp32] the same 10 phrases in one run of the prompt stages: {t_batch:.3f} s')
-
-    # Stage profile: one more image + phrase per dtype with the hooks on (not used for ratios).
-    profile, profile_checks = {}, {}
-    for name in dtypes:
-        p = use(name)
-        timer = StageTimer(ours, device)
-        profile_checks[name] = instrumented(ours)
-        try:
-            p.set_image(bgr)
-            first_phrase(p)
-        finally:
-            timer.remove()
-        profile[name] = dict(timer.times)
-    # Precision comparison on every query (random weights score few above 0.5).
-    results = {}
-    thr = ours.bbox_head.test_cfg['score_thr']
-    ours.bbox_head.test_cfg['score_thr'] = 0.0
-    for name in dtypes:
-        p = use(name)
-        p.set_image(bgr)
-        results[name] = first_phrase(p)
-    ours.bbox_head.test_cfg['score_thr'] = thr
-    p = use('fp32')
-    p.clear_text_cache()
-    flops = stage_flops(ours, lambda: (p.set_image(bgr), p.predict(texts=PROMPTS[0])))
-
-    say()
-    say('stage profile, image + 1 phrase, one run with the stage hooks on (not the timed runs '
-        'above; FLOPs from FlopCounterMode, attention included; '
-        '%peak = FLOPs / time / matmul peak of the dtype)')
-    say(f'{"stage":18s} {"GFLOP":>9s} ' + ' '.join(f'{n + " s":>8s} {n + " %peak":>10s}'
-                                                   for n in dtypes))
-    labels = [label for label in PROFILE_ORDER
-              if any(label in profile[name] for name in dtypes) or flops.get(label)]
-    for label in labels + ['sum of stages']:
-        gflop = (flops['total'] if label == 'sum of stages' else flops.get(label, 0)) / 1e9
-        cells = []
-        for name in dtypes:
-            st = profile[name]
-            t = sum(st.values()) if label == 'sum of stages' else st.get(label, 0.0)
-            frac = gflop / t / peak[name] * 100 if t and gflop else float('nan')
-            cells.append(f'{t:8.3f} {frac:10.1f}')
-        say(f'{label:18s} {gflop:9.1f} ' + ' '.join(cells))
-    say()
+    out = dict(dtypes=dtypes, timed=timed, timings=timings)
     fp32 = timings['fp32']
+    if timing_only:
+        for name in dtypes[1:]:
+            say(f'second phrase {name} / Meta fp32: {timings[name]["second"]:.3f} / '
+                f'{meta["second"]:.3f} s = {timings[name]["second"] / meta["second"]:.3f}')
+    else:
+        p = use('fp32')
+        p.set_image(bgr)
+        ten_log = []
+        t_ten_runs = [_timed_clean(lambda: (p.clear_text_cache(), p.predict(texts=list(PROMPTS))),
+                                   device, ours, ten_log) for _ in range(runs)]
+        t_ten = statistics.median(t_ten_runs)
+        timings['fp32']['ten'] = timings['fp32']['image'] + t_ten
+        say(f'[fp32] 10 phrases in one call on the set image: median {t_ten:.3f} s runs '
+            f'{runs_text(t_ten_runs)}; image + 10 phrases {timings["fp32"]["ten"]:.3f} s'
+            f' ({p.prompts_per_run or "all"} prompt(s) per run of the prompt stages)')
+        per_run, p.prompts_per_run = p.prompts_per_run, len(PROMPTS)
+        t_batch = _timed_clean(lambda: (p.clear_text_cache(), p.predict(texts=list(PROMPTS))),
+                               device, ours, ten_log)
+        p.prompts_per_run = per_run
+        say(f'[fp32] the same 10 phrases in one run of the prompt stages: {t_batch:.3f} s')
+
+        # Stage profile: one more image + phrase per dtype with the hooks on (not used for ratios).
+        profile, profile_checks = {}, {}
+        for name in dtypes:
+            p = use(name)
+            timer = StageTimer(ours, device)
+            profile_checks[name] = instrumented(ours)
+            try:
+                p.set_image(bgr)
+                first_phrase(p)
+            finally:
+                timer.remove()
+            profile[name] = dict(timer.times)
+        # Precision comparison on every query (random weights score few above 0.5).
+        results = {}
+        thr = ours.bbox_head.test_cfg['score_thr']
+        ours.bbox_head.test_cfg['score_thr'] = 0.0
+        for name in dtypes:
+            p = use(name)
+            p.set_image(bgr)
+            results[name] = first_phrase(p)
+        ours.bbox_head.test_cfg['score_thr'] = thr
+        p = use('fp32')
+        p.clear_text_cache()
+        flops = stage_flops(ours, lambda: (p.set_image(bgr), p.predict(texts=PROMPTS[0])))
+
+        say()
+        say('stage profile, image + 1 phrase, one run with the stage hooks on (not the timed runs '
+            'above; FLOPs from FlopCounterMode, attention included; '
+            '%peak = FLOPs / time / matmul peak of the dtype)')
+        say(f'{"stage":18s} {"GFLOP":>9s} ' + ' '.join(f'{n + " s":>8s} {n + " %peak":>10s}'
+                                                       for n in dtypes))
+        labels = [label for label in PROFILE_ORDER
+                  if any(label in profile[name] for name in dtypes) or flops.get(label)]
+        for label in labels + ['sum of stages']:
+            gflop = (flops['total'] if label == 'sum of stages' else flops.get(label, 0)) / 1e9
+            cells = []
+            for name in dtypes:
+                st = profile[name]
+                t = sum(st.values()) if label == 'sum of stages' else st.get(label, 0.0)
+                frac = gflop / t / peak[name] * 100 if t and gflop else float('nan')
+                cells.append(f'{t:8.3f} {frac:10.1f}')
+            say(f'{label:18s} {gflop:9.1f} ' + ' '.join(cells))
+        say()
+        image_gflop = sum(flops.get(k, 0) for k in ('ViT', 'neck', 'tracker neck', 'image terms',
+                                                     'click head, image part')) / 1e9
+        prompt_gflop = flops['total'] / 1e9 - image_gflop
+        say(f'10 phrases / 1 phrase (image included, fp32): {fp32["ten"]:.3f} / '
+            f'{fp32["one"]:.3f} s = {fp32["ten"] / fp32["one"]:.2f}x (FLOPs: image '
+            f'{image_gflop:.1f} + prompts {prompt_gflop:.1f} per phrase -> '
+            f'{(image_gflop + 10 * prompt_gflop) / (image_gflop + prompt_gflop):.2f}x)')
+        agreement = None
+        if 'bf16' in timings:
+            bf16 = timings['bf16']
+            diff, ious = _top_box_agreement(results['fp32'], results['bf16'])
+            agreement = (diff, ious)
+            iou_text = (f'min {min(ious):.4f} mean {sum(ious) / len(ious):.4f} over the top '
+                        f'{len(ious)}' if ious else 'no detection')
+            say(f'second phrase bf16 / Meta fp32: {bf16["second"]:.3f} / {meta["second"]:.3f} s = '
+                f'{bf16["second"] / meta["second"]:.3f}')
+            say(f'bf16 vs fp32 precision: largest score difference {diff:.2e} (sorted scores of '
+                f'all {len(results["fp32"]["scores"])} / {len(results["bf16"]["scores"])} '
+                f'queries); top-box IoU {iou_text}')
+        out.update(ten_checks=ten_log, profile=profile, profile_checks=profile_checks,
+                   flops=flops, agreement=agreement)
     say(f'second phrase, predictor fp32 / Meta Sam3Processor.set_text_prompt: '
         f'{fp32["second"]:.3f} / {meta["second"]:.3f} s = {fp32["second"] / meta["second"]:.3f} '
         f'(Meta runs {runs_text(meta["second_runs"])})')
-    image_gflop = sum(flops.get(k, 0) for k in ('ViT', 'neck', 'tracker neck', 'image terms',
-                                                 'click head, image part')) / 1e9
-    prompt_gflop = flops['total'] / 1e9 - image_gflop
-    say(f'10 phrases / 1 phrase (image included, fp32): {fp32["ten"]:.3f} / {fp32["one"]:.3f} s '
-        f'= {fp32["ten"] / fp32["one"]:.2f}x (FLOPs: image {image_gflop:.1f} + prompts '
-        f'{prompt_gflop:.1f} per phrase -> '
-        f'{(image_gflop + 10 * prompt_gflop) / (image_gflop + prompt_gflop):.2f}x)')
-    agreement = None
-    if 'bf16' in timings:
-        bf16 = timings['bf16']
-        diff, ious = _top_box_agreement(results['fp32'], results['bf16'])
-        agreement = (diff, ious)
-        iou_text = (f'min {min(ious):.4f} mean {sum(ious) / len(ious):.4f} over the top '
-                    f'{len(ious)}' if ious else 'no detection')
-        say(f'second phrase bf16 / Meta fp32: {bf16["second"]:.3f} / {meta["second"]:.3f} s = '
-            f'{bf16["second"] / meta["second"]:.3f}')
-        say(f'bf16 vs fp32 precision: largest score difference {diff:.2e} (sorted scores of '
-            f'all {len(results["fp32"]["scores"])} / {len(results["bf16"]["scores"])} '
-            f'queries); top-box IoU {iou_text}')
     set_inference_dtype(ours, 'fp32')  # leave no dtype hooks on the model
-    out = dict(dtypes=dtypes, timed=timed, timings=timings, ten_checks=ten_log,
-               profile=profile, profile_checks=profile_checks, flops=flops,
-               agreement=agreement)
     if click_runs and getattr(ours, 'with_interactive', False):
         out['clicks'] = measure_clicks(ours, use('fp32'), bgr, _click_point(rgb), device,
                                        click_runs, warmup, meta)
@@ -694,6 +702,9 @@ def parse_args(argv=None):
                         help='models without the interactive (click) head; no click timing')
     parser.add_argument('--skip-standalone', action='store_true',
                         help='no fresh-process fp32 set_image (the bf16 ratio against it)')
+    parser.add_argument('--timing-only', action='store_true',
+                        help='interactive part: only the timed fp32 / bf16 runs, the standalone '
+                        'fp32 and the clicks (no 10 phrases, stage profile, FLOPs, precision)')
     parser.add_argument('--click-runs', type=int, default=20,
                         help='timed clicks of each model (median)')
     parser.add_argument('--peak-size', type=int, default=4096,
@@ -738,7 +749,7 @@ def _run(args, device, tmp):
     ours = ours.to(device).eval()
     if not args.skip_interactive:
         report = run_interactive(ours, cfg, device, args.runs, args.warmup, peak, meta,
-                                 0 if args.skip_clicks else args.click_runs)
+                                 0 if args.skip_clicks else args.click_runs, args.timing_only)
         report['meta'] = meta
     if not args.skip_end_to_end:
         run_end_to_end(args, official, ours, cfg, device)
