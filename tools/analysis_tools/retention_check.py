@@ -80,6 +80,9 @@ def parse_args(argv=None):
     p.add_argument('--scratch-lr', type=float, default=3e-4,
                    help='lr of the student from scratch (the learning check\'s)')
     p.add_argument('--threads', type=int, default=2)
+    p.add_argument('--jobs', type=int, default=1,
+                   help='student runs at the same time (with --clock process each still gets '
+                        'its budget of its own CPU time)')
     p.add_argument('--bpe', default=os.environ.get('MMSAM3_BPE_PATH', DEFAULT_BPE))
     p.add_argument('--min-retention', type=float, default=0.9)
     p.add_argument('--min-gain', type=float, default=2.0)
@@ -138,16 +141,26 @@ def check_teacher_checkpoint(ckpt, bpe):
 
 
 def run(cmd, env, log=None):
+    return run_timed(cmd, env, log)[0]
+
+
+def run_timed(cmd, env, log=None):
+    """Run a command; its output (also written to ``log``) and the CPU seconds (user + system)
+    of it and its children, measured per process (``os.wait4``), so parallel runs each get
+    their own."""
+    import tempfile
     print('+', ' '.join(cmd), flush=True)
-    out = subprocess.run(cmd, env=env, cwd=REPO, check=False, text=True,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    if log:
-        with open(log, 'w') as f:
-            f.write(out.stdout)
-    if out.returncode:
-        print(out.stdout[-4000:])
-        raise SystemExit(f'command failed ({out.returncode}): {" ".join(cmd)}')
-    return out.stdout
+    with (open(log, 'w+') if log else tempfile.TemporaryFile('w+')) as f:
+        proc = subprocess.Popen(cmd, env=env, cwd=REPO, text=True, stdout=f,
+                                stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        f.seek(0)
+        out = f.read()
+    if proc.returncode:
+        print(out[-4000:])
+        raise SystemExit(f'command failed ({proc.returncode}): {" ".join(cmd)}')
+    return out, usage.ru_utime + usage.ru_stime
 
 
 def data_options(root, bpe):
@@ -253,13 +266,12 @@ def unlabeled_annotations(unlabeled_root, labelled_root):
 def student_run(name, cfg, args, env, options):
     work = osp.join(args.work_dir, name)
     t0 = time.time()
-    cpu0 = children_cpu_seconds()
     extra = args.distill_options if name in ('distilled', 'unlabeled') else []
     if name == 'unlabeled':  # its config names both datasets' roots
         options = [o for o in options if not o.startswith('train_dataloader.dataset.')]
-    run([sys.executable, 'tools/train.py', cfg, '--work-dir', work, '--cfg-options'] + options
-        + extra, env, osp.join(args.work_dir, f'{name}_train.log'))
-    cpu = children_cpu_seconds() - cpu0
+    _, cpu = run_timed([sys.executable, 'tools/train.py', cfg, '--work-dir', work,
+                        '--cfg-options'] + options + extra, env,
+                       osp.join(args.work_dir, f'{name}_train.log'))
     if not osp.isfile(osp.join(work, 'last_checkpoint')):
         raise RefusedToJudge(f'the {name} student saved no checkpoint within its budget of '
                              f'{args.budget:g} s; raise --budget')
@@ -271,13 +283,6 @@ def student_run(name, cfg, args, env, options):
             f's (< --min-student-iters {args.min_student_iters}): its AP says nothing yet; '
             'raise --budget')
     return ckpt, iters, time.time() - t0, cpu
-
-
-def children_cpu_seconds():
-    """User + system CPU seconds of every finished child process (and theirs)."""
-    import resource
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def main(argv=None):
@@ -377,7 +382,14 @@ def main(argv=None):
         unlabeled=lambda: student_config('unlabeled', DISTILL_CFG, args, init, args.student_lr,
                                          teacher_ckpt, unlabeled_ann))
     cfgs = {name: make[name]() for name in STUDENTS if name in students}
-    runs = {name: student_run(name, cfg, args, env, options) for name, cfg in cfgs.items()}
+    if args.jobs > 1:  # budgets count each process's own CPU time, so parallel runs are fair
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(args.jobs) as pool:
+            futures = {name: pool.submit(student_run, name, cfg, args, env, options)
+                       for name, cfg in cfgs.items()}
+            runs = {name: future.result() for name, future in futures.items()}
+    else:
+        runs = {name: student_run(name, cfg, args, env, options) for name, cfg in cfgs.items()}
 
     # 5. evaluation, same validation images and metric
     for name, (ckpt, iters, wall, cpu) in runs.items():
