@@ -70,3 +70,17 @@ def test_an_unlabeled_root_of_other_categories_is_refused_before_training(tmp_pa
 def test_teacher_checkpoint_is_the_reuse_option():
     args = rc.parse_args(['--teacher-checkpoint', 'a.pth'])
     assert args.teacher_ckpt == 'a.pth'
+
+
+def test_a_finished_student_run_is_reused_only_with_reuse_students(tmp_path, roots):
+    lab, _ = roots
+    args = rc.parse_args(['--data-root', lab, '--reuse-students'])
+    args.work_dir = str(tmp_path)
+    cfg = rc.student_config('scratch', rc.STUDENT_CFG, args, None, 3e-4)
+    ckpt = tmp_path / 'scratch' / 'iter_123.pth'
+    ckpt.parent.mkdir()
+    ckpt.write_bytes(b'')
+    with open(tmp_path / 'scratch_run.json', 'w') as f:
+        json.dump(dict(config=open(cfg).read(), checkpoint=str(ckpt), iters=123, wall_s=9.0,
+                       cpu_s=7.0), f)
+    assert rc.student_run('scratch', cfg, args, {}, []) == (str(ckpt), 123, 9.0, 7.0)

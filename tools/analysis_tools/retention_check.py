@@ -80,6 +80,9 @@ def parse_args(argv=None):
     p.add_argument('--scratch-lr', type=float, default=3e-4,
                    help='lr of the student from scratch (the learning check\'s)')
     p.add_argument('--threads', type=int, default=2)
+    p.add_argument('--reuse-students', action='store_true',
+                   help='reuse a student run that finished in this work dir with the same '
+                        'config (its <name>_run.json), e.g. after adding a student')
     p.add_argument('--jobs', type=int, default=1,
                    help='student runs at the same time (with --clock process each still gets '
                         'its budget of its own CPU time)')
@@ -265,6 +268,15 @@ def unlabeled_annotations(unlabeled_root, labelled_root):
 
 def student_run(name, cfg, args, env, options):
     work = osp.join(args.work_dir, name)
+    record = osp.join(args.work_dir, f'{name}_run.json')
+    if args.reuse_students and osp.isfile(record):
+        with open(record) as f:
+            done = json.load(f)
+        if done['config'] == open(cfg).read() and osp.isfile(done['checkpoint']):
+            print(f'[retention] reusing the finished {name} run ({record})', flush=True)
+            return done['checkpoint'], done['iters'], done['wall_s'], done['cpu_s']
+        print(f'[retention] {record} was made with another config: training {name} again',
+              flush=True)
     t0 = time.time()
     extra = args.distill_options if name in ('distilled', 'unlabeled') else []
     if name == 'unlabeled':  # its config names both datasets' roots
@@ -282,7 +294,11 @@ def student_run(name, cfg, args, env, options):
             f'the {name} student trained only {iters} iterations in its budget of {args.budget:g} '
             f's (< --min-student-iters {args.min_student_iters}): its AP says nothing yet; '
             'raise --budget')
-    return ckpt, iters, time.time() - t0, cpu
+    wall = time.time() - t0
+    with open(record, 'w') as f:
+        json.dump(dict(config=open(cfg).read(), checkpoint=ckpt, iters=iters, wall_s=wall,
+                       cpu_s=cpu), f)
+    return ckpt, iters, wall, cpu
 
 
 def main(argv=None):
