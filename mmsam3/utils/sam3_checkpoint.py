@@ -12,6 +12,11 @@ Source layouts (:data:`SOURCE_FORMATS`, found by :func:`detect_format`):
   both are read. The layout was established from Meta's public code, see docs/checkpoints.md.
 * ``hf`` / ``hf-litetext``: transformers' ``Sam3Model`` / ``Sam3LiteTextModel``
   (``model.safetensors``, or a folder with ``config.json``); see :mod:`.sam3_checkpoint_hf`.
+  A ``Sam3VideoModel`` (``detector_model.*``, ``tracker_neck.*``, ``tracker_model.*``) reads
+  as ``hf`` with its interactive parts kept and its memory parts set aside (``video_tracker``).
+* ``hf-tracker``: transformers' ``Sam3TrackerModel`` (clicks on images: the ViT, the tracker
+  neck, the prompt encoder and mask decoder), into ``backbone``, ``tracker_neck`` and
+  ``interactive_head``.
 
 mmsam3's modules keep Meta's parameter names inside each component, so Meta's layouts convert by
 prefix (:data:`PREFIX_MAP`, :data:`TRACKER_MAP`) plus a list of entries the image model does not
@@ -35,16 +40,18 @@ from collections import OrderedDict
 
 import torch
 
-from .sam3_checkpoint_hf import hf_to_mmsam3, mmsam3_to_hf
+from .sam3_checkpoint_hf import (hf_to_mmsam3, hf_tracker_to_mmsam3, mmsam3_to_hf,
+                                 mmsam3_to_hf_tracker)
 
 __all__ = [
     'PREFIX_MAP', 'DROPPED', 'TRACKER_MAP', 'VIDEO_TRACKER', 'tracker_layout_of',
     'SOURCE_FORMATS', 'CheckpointConversionError',
     'convert_official_state_dict', 'convert_to_mmsam3', 'detect_format', 'export_official',
-    'export_hf', 'format_report', 'nonfinite_tensors', 'read_source', 'official_rope_tables'
+    'export_hf', 'export_hf_tracker', 'format_report', 'nonfinite_tensors', 'read_source',
+    'official_rope_tables'
 ]
 
-SOURCE_FORMATS = ('sam3', 'sam3.1', 'hf', 'hf-litetext')
+SOURCE_FORMATS = ('sam3', 'sam3.1', 'hf', 'hf-litetext', 'hf-tracker')
 
 # (official prefix after `detector.`, mmsam3 prefix); first match wins.
 PREFIX_MAP = (
@@ -291,9 +298,14 @@ def detect_format(state, config=None):
     model_type = (config or {}).get('model_type')
     if model_type == 'sam3_lite_text':
         return 'hf-litetext'
+    if model_type == 'sam3_tracker':
+        return 'hf-tracker'
     if model_type in ('sam3', 'sam3_video'):
         return 'hf'
     keys = [_internal_to_public(k) for k in state]
+    if (any(k.endswith('prompt_encoder.point_embed.weight') for k in keys) and
+            not any('detr_decoder.' in k for k in keys)):
+        return 'hf-tracker'
     names = [k[len('detector_model.'):] if k.startswith('detector_model.') else k for k in keys]
     if any(k.startswith('vision_encoder.backbone.') for k in names):
         lite = any(k.startswith('text_encoder.layers.') or
@@ -363,6 +375,8 @@ def convert_to_mmsam3(state, src_format=None, config=None, allow_nonfinite=False
     if fmt in ('sam3', 'sam3.1'):
         out, report = convert_official_state_dict(state)
         report['filled'] = {}
+    elif fmt == 'hf-tracker':
+        out, report = hf_tracker_to_mmsam3(state)
     else:
         out, report = hf_to_mmsam3(state, lite_text=fmt == 'hf-litetext')
     report.update(format=fmt, total=len(state), nonfinite=bad)
@@ -471,6 +485,15 @@ def export_hf(state, lite_text=None):
     if lite_text is None:
         lite_text = not any(k.startswith('text_encoder.encoder.transformer.') for k in state)
     return mmsam3_to_hf(state, lite_text=lite_text)
+
+
+def export_hf_tracker(state):
+    """mmsam3 state dict (with the interactive head) -> transformers ``Sam3TrackerModel``."""
+    if not any(k.startswith('interactive_head.') for k in state):
+        raise CheckpointConversionError(
+            'the checkpoint has no interactive head (interactive_head.*): nothing to write as '
+            'a Sam3TrackerModel; use --dst-format hf for the concept model')
+    return mmsam3_to_hf_tracker(state)
 
 
 def format_report(report):

@@ -16,12 +16,14 @@ from collections import OrderedDict
 
 import torch
 
-__all__ = ['hf_to_mmsam3', 'mmsam3_to_hf', 'HF_DROPPED_PREFIXES', 'hf_config_from_mmsam3']
+__all__ = ['hf_to_mmsam3', 'mmsam3_to_hf', 'HF_DROPPED_PREFIXES', 'hf_config_from_mmsam3',
+           'hf_tracker_to_mmsam3', 'mmsam3_to_hf_tracker', 'hf_tracker_config_from_mmsam3']
 
-# Entries of a transformers checkpoint that are not SAM 3's image detector.
+# Entries of a transformers checkpoint that are not SAM 3's image model: the video tracker's
+# memory parts (Sam3VideoModel), kept aside unchanged (``video_tracker``).
 HF_DROPPED_PREFIXES = (
-    ('tracker_model.', 'video tracker (Sam3VideoModel)'),
-    ('tracker_neck.', 'tracker neck (Sam3VideoModel)'),
+    ('tracker_model.', 'video tracker: memory encoder / attention, object pointers (video only; '
+     'kept unchanged in video_tracker)'),
 )
 
 
@@ -147,6 +149,63 @@ MMSAM3_ONLY = (
     ('geometry_encoder.points_', 'point-prompt projections (unused by the image model)'),
 )
 
+
+
+def _mlp3(mm, hf):
+    """A 3-layer SAM MLP: ``layers.0/1/2`` <-> ``proj_in`` / ``layers.0`` / ``proj_out``."""
+    return [(f'{mm}.layers.0.{{p}}', f'{hf}.proj_in.{{p}}', 'same'),
+            (f'{mm}.layers.1.{{p}}', f'{hf}.layers.0.{{p}}', 'same'),
+            (f'{mm}.layers.2.{{p}}', f'{hf}.proj_out.{{p}}', 'same')]
+
+
+def _sam_attention(mm, hf):
+    return [(f'{mm}.{x}_proj.{{p}}', f'{hf}.{x}_proj.{{p}}', 'same') for x in 'qkv'] + \
+        [(f'{mm}.out_proj.{{p}}', f'{hf}.o_proj.{{p}}', 'same')]
+
+
+# The interactive head (mmsam3 ``interactive_head.*``) <-> transformers' Sam3TrackerModel
+# (``prompt_encoder``, ``mask_decoder``, ``no_memory_embedding``; inside Sam3VideoModel under
+# ``tracker_model.``). The point embeddings (4 x (1, C)) are stacked into ``point_embed.weight``
+# and the Fourier table is stored twice (``shared_image_embedding``): handled in the functions.
+_PE, _MD = 'interactive_head.prompt_encoder', 'interactive_head.mask_decoder'
+_TRACKER_HEAD = [
+    ('interactive_head.no_mem_embed', 'no_memory_embedding', 'same'),
+    (f'{_PE}.pe_layer.positional_encoding_gaussian_matrix',
+     'prompt_encoder.shared_embedding.positional_embedding', 'same'),
+    (f'{_PE}.not_a_point_embed.{{p}}', 'prompt_encoder.not_a_point_embed.{p}', 'same'),
+    (f'{_PE}.no_mask_embed.{{p}}', 'prompt_encoder.no_mask_embed.{p}', 'same'),
+    *[(f'{_PE}.mask_downscaling.{n}.{{p}}', f'prompt_encoder.mask_embed.{h}.{{p}}', 'same')
+      for n, h in ((0, 'conv1'), (1, 'layer_norm1'), (3, 'conv2'), (4, 'layer_norm2'),
+                   (6, 'conv3'))],
+    *[(f'{_MD}.{n}.{{p}}', f'mask_decoder.{n}.{{p}}', 'same')
+      for n in ('iou_token', 'mask_tokens', 'obj_score_token', 'conv_s0', 'conv_s1')],
+    *[(f'{_MD}.output_upscaling.{n}.{{p}}', f'mask_decoder.{h}.{{p}}', 'same')
+      for n, h in ((0, 'upscale_conv1'), (1, 'upscale_layer_norm'), (3, 'upscale_conv2'))],
+    *_mlp3(f'{_MD}.output_hypernetworks_mlps.{{i}}', 'mask_decoder.output_hypernetworks_mlps.{i}'),
+    *_mlp3(f'{_MD}.iou_prediction_head', 'mask_decoder.iou_prediction_head'),
+    *_mlp3(f'{_MD}.pred_obj_score_head', 'mask_decoder.pred_obj_score_head'),
+    *[r for a in ('self_attn', 'cross_attn_token_to_image', 'cross_attn_image_to_token')
+      for r in _sam_attention(f'{_MD}.transformer.layers.{{i}}.{a}',
+                              f'mask_decoder.transformer.layers.{{i}}.{a}')],
+    *[(f'{_MD}.transformer.layers.{{i}}.norm{n}.{{p}}',
+       f'mask_decoder.transformer.layers.{{i}}.layer_norm{n}.{{p}}', 'same') for n in range(1, 5)],
+    (f'{_MD}.transformer.layers.{{i}}.mlp.lin1.{{p}}',
+     'mask_decoder.transformer.layers.{i}.mlp.proj_in.{p}', 'same'),
+    (f'{_MD}.transformer.layers.{{i}}.mlp.lin2.{{p}}',
+     'mask_decoder.transformer.layers.{i}.mlp.proj_out.{p}', 'same'),
+    *_sam_attention(f'{_MD}.transformer.final_attn_token_to_image',
+                    'mask_decoder.transformer.final_attn_token_to_image'),
+    (f'{_MD}.transformer.norm_final_attn.{{p}}',
+     'mask_decoder.transformer.layer_norm_final_attn.{p}', 'same'),
+]
+
+
+def _tracker_neck(hf_prefix):
+    """The tracker neck (``tracker_neck.convs``) under ``hf_prefix`` (``fpn_layers``)."""
+    return [('tracker_' + mm, hf_prefix + hf[len('vision_encoder.neck.'):], kind)
+            for mm, hf, kind in _VIT if mm.startswith('neck.convs.')]
+
+
 _FIELD = {'i': r'(?P<i>\d+)', 'i+1': r'(?P<i>\d+)', 'p': r'(?P<p>.+)', 'qkv': r'(?P<qkv>[qkv])'}
 
 
@@ -188,6 +247,15 @@ class _Rules:
 
 
 _RULES = {False: _Rules(_VIT + _CLIP_TEXT + _DETECTOR), True: _Rules(_VIT + _LITE_TEXT + _DETECTOR)}
+# Sam3VideoModel's interactive parts: `tracker_neck.*` and `tracker_model.*`.
+_VIDEO_TRACKER_RULES = _Rules(_tracker_neck('tracker_neck.') +
+                              [(mm, 'tracker_model.' + hf, k) for mm, hf, k in _TRACKER_HEAD])
+# Sam3TrackerModel: the ViT, its (tracker) neck and the head.
+_TRACKER_MODEL_RULES = _Rules([r for r in _VIT if not r[0].startswith('neck.')] +
+                              _tracker_neck('vision_encoder.neck.') + _TRACKER_HEAD)
+_POINT_EMBED = 'prompt_encoder.point_embed.weight'
+_SHARED_PE = 'shared_image_embedding.positional_embedding'
+_PE_TABLE = 'interactive_head.prompt_encoder.pe_layer.positional_encoding_gaussian_matrix'
 
 
 def hf_to_mmsam3(state, lite_text=False, embed_dims=None):
@@ -208,11 +276,18 @@ def hf_to_mmsam3(state, lite_text=False, embed_dims=None):
     rules = _RULES[bool(lite_text)]
     out, dropped, filled, unknown = OrderedDict(), {}, {}, []
     splits = {}
+    video, interactive = OrderedDict(), {}
     for key, value in state.items():
         name = key[len('detector_model.'):] if key.startswith('detector_model.') else key
+        if name.startswith(('tracker_neck.', 'tracker_model.')):
+            what = _tracker_entry(name, 'tracker_model.', value, out, _VIDEO_TRACKER_RULES)
+            if what is not None:
+                interactive[what] = interactive.get(what, 0) + 1
+                continue
         why = next((w for pre, w in HF_DROPPED_PREFIXES if name.startswith(pre)), None)
         if why is not None:
             dropped[why] = dropped.get(why, 0) + 1
+            video[key] = value
             continue
         hit = rules.from_hf(name)
         if hit is None:
@@ -240,7 +315,7 @@ def hf_to_mmsam3(state, lite_text=False, embed_dims=None):
         level = key.split('.dconv_2x2_0.')[0]
         if not any(k.startswith(level + '.dconv_2x2_1.') for k in out):
             out[key.replace('.dconv_2x2_0.', '.dconv_2x2.')] = out.pop(key)
-    if out and not unknown:
+    if out and not unknown and 'geometry_encoder.final_proj.weight' in out:
         width = embed_dims or out['geometry_encoder.final_proj.weight'].shape[0]
         ref = out['geometry_encoder.final_proj.weight']
         for name, shape in (('points_direct_project', (width, 2)),
@@ -249,9 +324,163 @@ def hf_to_mmsam3(state, lite_text=False, embed_dims=None):
             out[f'geometry_encoder.{name}.weight'] = ref.new_zeros(shape)
             out[f'geometry_encoder.{name}.bias'] = ref.new_zeros(width)
         filled[MMSAM3_ONLY[0][1]] = 6
+    _finish_point_embed(out, unknown)
     points = filled.get(MMSAM3_ONLY[0][1], 0)
-    report = dict(converted=len(out) - points, dropped=dropped, filled=filled, unknown=unknown)
+    report = dict(converted=len(out) - points, dropped=dropped, filled=filled, unknown=unknown,
+                  interactive=interactive, video_tracker=video)
     return _ordered(out), report
+
+
+_TRACKER_WHAT = 'interactive head and tracker neck (transformers tracker -> interactive_head, ' \
+    'tracker_neck)'
+
+
+def _tracker_entry(name, prefix, value, out, rules):
+    """Convert one transformers tracker entry into ``out``; returns what it was, or None."""
+    rel = name[len(prefix):] if name.startswith(prefix) else name
+    if rel == _POINT_EMBED:
+        for k in range(value.shape[0]):
+            out[f'interactive_head.prompt_encoder.point_embeddings.{k}.weight'] = \
+                value[k:k + 1].clone()
+        return _TRACKER_WHAT
+    if rel == _SHARED_PE:
+        out.setdefault('_shared_pe', value)
+        return _TRACKER_WHAT
+    hit = rules.from_hf(name)
+    if hit is None:
+        return None
+    out[hit[0]] = value
+    return _TRACKER_WHAT
+
+
+def _finish_point_embed(out, unknown):
+    """The second copy of the Fourier table must equal the first (then it is dropped)."""
+    shared = out.pop('_shared_pe', None)
+    if shared is not None and _PE_TABLE in out and not torch.equal(shared, out[_PE_TABLE]):
+        unknown.append(f'{_SHARED_PE} (differs from the prompt encoder\'s table)')
+    elif shared is not None and _PE_TABLE not in out:
+        out[_PE_TABLE] = shared
+
+
+def _tracker_model_name(key):
+    """A Sam3TrackerModel key as the module names it. transformers 5 writes the file in the
+    Hub's (Sam3VideoModel-like) layout: ``tracker_model.`` before everything,
+    ``detector_model.vision_encoder.backbone.`` for the ViT and ``tracker_neck.`` for the neck
+    (its ``conversion_mapping`` for ``sam3_tracker``); both spellings are read."""
+    if key.startswith('tracker_model.'):
+        key = key[len('tracker_model.'):]
+    if key.startswith('detector_model.vision_encoder.backbone.'):
+        key = key[len('detector_model.'):]
+    if key.startswith('tracker_neck.'):
+        key = 'vision_encoder.neck.' + key[len('tracker_neck.'):]
+    return key
+
+
+def _tracker_file_name(key):
+    """The inverse of :func:`_tracker_model_name`: the name transformers writes on disk."""
+    if key.startswith('vision_encoder.backbone.'):
+        key = 'detector_model.' + key
+    elif key.startswith('vision_encoder.neck.'):
+        key = 'tracker_neck.' + key[len('vision_encoder.neck.'):]
+    return 'tracker_model.' + key
+
+
+def hf_tracker_to_mmsam3(state):
+    """transformers ``Sam3TrackerModel`` (clicks on images) -> mmsam3: the ViT (``backbone``),
+    its neck (the tracker neck: ``tracker_neck``) and ``interactive_head``. The concept
+    detector's parts are absent (a concept + interactive config reports them missing).
+
+    Returns:
+        tuple[OrderedDict, dict]: state dict and report ``{converted, dropped, filled,
+        interactive, unknown}``.
+    """
+    out, filled, unknown, splits, interactive = OrderedDict(), {}, [], {}, {}
+    state = OrderedDict((_tracker_model_name(k), v) for k, v in state.items())
+    for key, value in state.items():
+        if not key.startswith('vision_encoder.backbone.'):
+            what = _tracker_entry(key, '', value, out, _TRACKER_MODEL_RULES)
+            if what is None:
+                unknown.append(key)
+            else:
+                interactive[what] = interactive.get(what, 0) + 1
+            continue
+        hit = _TRACKER_MODEL_RULES.from_hf(key)
+        if hit is None:
+            unknown.append(key)
+            continue
+        mm, kind, qkv = hit
+        if kind == 'split':
+            splits.setdefault(mm, {})[qkv] = value
+        elif kind == 'pos_embed':
+            out[mm] = torch.cat([torch.zeros_like(value[:, :1]), value], dim=1)
+            filled['CLS row of the ViT position table (unused)'] = 1
+        else:
+            out[mm] = value
+    for mm, parts in splits.items():
+        if set(parts) != {'q', 'k', 'v'}:
+            unknown.extend(f'{mm} ({x} part missing)' for x in 'qkv' if x not in parts)
+            continue
+        out[mm] = torch.cat([parts['q'], parts['k'], parts['v']], dim=0)
+    for key in [k for k in out if '.dconv_2x2_0.' in k]:
+        level = key.split('.dconv_2x2_0.')[0]
+        if not any(k.startswith(level + '.dconv_2x2_1.') for k in out):
+            out[key.replace('.dconv_2x2_0.', '.dconv_2x2.')] = out.pop(key)
+    _finish_point_embed(out, unknown)
+    report = dict(converted=len(out), dropped={}, filled=filled, interactive=interactive,
+                  unknown=unknown)
+    return _ordered(out), report
+
+
+def _tracker_to_hf(state, rules, prefix, out, dropped, unknown, handled):
+    """mmsam3 interactive weights -> transformers names (``prefix`` before the head's)."""
+    points = {}
+    for key, value in state.items():
+        if not key.startswith(('interactive_head.', 'tracker_neck.')):
+            continue
+        handled.add(key)
+        if key.startswith('interactive_head.prompt_encoder.point_embeddings.'):
+            points[int(key.split('.')[3])] = value
+            continue
+        hit = rules.from_mm(key)
+        if hit is None:
+            unknown.append(key)
+            continue
+        hf, kind, i, p = hit
+        out[_fill(hf, i, p)] = value
+        if key == _PE_TABLE:
+            out[prefix + _SHARED_PE] = value.clone()
+    if points:
+        out[prefix + _POINT_EMBED] = torch.cat([points[k] for k in sorted(points)], dim=0)
+
+
+def mmsam3_to_hf_tracker(state):
+    """mmsam3 (with the interactive head) -> transformers ``Sam3TrackerModel``: the ViT, the
+    tracker neck and the head, named as ``save_pretrained`` writes them (see
+    :func:`_tracker_model_name`); the concept detector's parts have no place there (dropped)."""
+    out, dropped, unknown, handled = OrderedDict(), {}, [], set()
+    _tracker_to_hf(state, _TRACKER_MODEL_RULES, '', out, dropped, unknown, handled)
+    for key, value in state.items():
+        if key in handled:
+            continue
+        if not key.startswith('backbone.'):
+            why = 'concept detector (no place in Sam3TrackerModel)'
+            dropped[why] = dropped.get(why, 0) + 1
+            continue
+        hit = _TRACKER_MODEL_RULES.from_mm(key)
+        if hit is None:
+            unknown.append(key)
+            continue
+        hf, kind, i, p = hit
+        if kind == 'split':
+            for qkv, part in zip('qkv', value.chunk(3, dim=0)):
+                out[_fill(hf, i, p, qkv)] = part.contiguous()
+        elif kind == 'pos_embed':
+            out[_fill(hf, i, p)] = value[:, 1:].contiguous()
+            dropped['CLS row of the ViT position table (unused)'] = 1
+        else:
+            out[_fill(hf, i, p)] = value
+    out = OrderedDict((_tracker_file_name(k), v) for k, v in out.items())
+    return out, dict(converted=len(out), dropped=dropped, unknown=unknown)
 
 
 def mmsam3_to_hf(state, lite_text=False):
@@ -265,6 +494,11 @@ def mmsam3_to_hf(state, lite_text=False):
     rules = _RULES[bool(lite_text)]
     out, dropped, unknown = OrderedDict(), {}, []
     for key, value in state.items():
+        if key.startswith(('interactive_head.', 'tracker_neck.')):
+            why = ('interactive head and tracker neck (no place in Sam3Model; '
+                   '--dst-format hf-tracker writes a Sam3TrackerModel)')
+            dropped[why] = dropped.get(why, 0) + 1
+            continue
         why = next((w for pre, w in MMSAM3_ONLY if key.startswith(pre)), None)
         if why is not None:
             dropped[why] = dropped.get(why, 0) + 1
@@ -348,3 +582,29 @@ def hf_config_from_mmsam3(model_cfg):
             hidden_size=d, num_upsampling_stages=heads['mask_head'].get('num_upsampling_stages',
                                                                          3),
             num_attention_heads=heads['mask_head'].get('num_heads', 8)))
+
+
+def hf_tracker_config_from_mmsam3(model_cfg):
+    """A transformers ``Sam3TrackerModel`` ``config.json`` dict for an mmsam3 interactive
+    ``model`` config (the ViT, the tracker neck's sizes and the head's)."""
+    vision = hf_config_from_mmsam3(model_cfg)['vision_config']
+    head = model_cfg['interactive_head']
+    dec = head.get('mask_decoder', {})
+    tr = dec.get('transformer', {})
+    d = head.get('embed_dims', 256)
+    return dict(
+        architectures=['Sam3TrackerModel'], model_type='sam3_tracker', vision_config=vision,
+        prompt_encoder_config=dict(
+            hidden_size=d, image_size=head.get('image_size', 1008),
+            patch_size=head.get('backbone_stride', 14),
+            mask_input_channels=head.get('prompt_encoder', {}).get('mask_in_chans', 16)),
+        mask_decoder_config=dict(
+            hidden_size=d, mlp_dim=tr.get('mlp_dims', 2048),
+            num_hidden_layers=tr.get('depth', 2), num_attention_heads=tr.get('num_heads', 8),
+            num_multimask_outputs=dec.get('num_multimask_outputs', 3),
+            iou_head_depth=dec.get('iou_head_depth', 3),
+            iou_head_hidden_dim=dec.get('iou_head_hidden_dim', 256),
+            dynamic_multimask_via_stability=dec.get('dynamic_multimask_via_stability', True),
+            dynamic_multimask_stability_delta=dec.get('dynamic_multimask_stability_delta', 0.05),
+            dynamic_multimask_stability_thresh=dec.get('dynamic_multimask_stability_thresh',
+                                                       0.98)))

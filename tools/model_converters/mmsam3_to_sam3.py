@@ -14,9 +14,11 @@ model has them (``tracker_neck`` -> ``sam2_convs``, ``interactive_head`` -> ``tr
 ``tracker.no_mem_embed``; SAM 3.1's names when the checkpoint was converted from SAM 3.1), the
 video tracker kept by ``sam3_to_mmsam3.py`` (the checkpoint's ``video_tracker`` entry, or
 ``--tracker-from``) and the complex RoPE tables that Meta's ViT keeps as buffers, regenerated
-bit for bit from the ViT sizes (``--config``, default the official ViT-L at 1008). The transformers folder gets ``model.safetensors`` and
-``config.json``: the ``config.json`` the checkpoint was converted from when there is one (kept by
-``sam3_to_mmsam3.py``), else one written from ``--config`` (default: the official sizes). A
+bit for bit from the ViT sizes (``--config``, default the official ViT-L at 1008). The
+transformers folder gets ``model.safetensors`` and ``config.json``: the ``config.json`` the
+checkpoint was converted from when there is one (kept by ``sam3_to_mmsam3.py``), else one
+written from ``--config`` (default: the official sizes). ``--dst-format hf-tracker`` writes a
+``Sam3TrackerModel`` (the ViT, the tracker neck and the click head) of an interactive model. A
 LiteText model (``SAM3LiteTextEncoder``) becomes a ``Sam3LiteTextModel``. Non-finite tensors are
 refused (``--allow-nonfinite``); nothing is written at the destination on any failure.
 """
@@ -29,19 +31,23 @@ import sys
 import tempfile
 
 from mmsam3.utils.atomic_save import atomic_torch_save
-from mmsam3.utils.sam3_checkpoint import (CheckpointConversionError, export_hf, export_official,
-                                          format_report, nonfinite_tensors, read_source,
-                                          tracker_layout_of)
+from mmsam3.utils.sam3_checkpoint import (CheckpointConversionError, export_hf,
+                                          export_hf_tracker, export_official, format_report,
+                                          nonfinite_tensors, read_source, tracker_layout_of)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEFAULT_CONFIG = osp.join(REPO, 'configs', '_base_', 'models', 'sam3_vit-l.py')
+DEFAULT_INTERACTIVE_CONFIG = osp.join(REPO, 'configs', '_base_', 'models',
+                                      'sam3_vit-l_interactive.py')
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('src', help='mmsam3 / mmengine checkpoint (.pth)')
     parser.add_argument('dst', help='output: a .pt file (sam3) or a folder (hf)')
-    parser.add_argument('--dst-format', choices=('sam3', 'hf'), default='sam3')
+    parser.add_argument('--dst-format', choices=('sam3', 'hf', 'hf-tracker'), default='sam3',
+                        help='sam3: Meta sam3.pt; hf: transformers Sam3Model; hf-tracker: '
+                        'transformers Sam3TrackerModel (the ViT, tracker neck and click head)')
     parser.add_argument('--config', help='mmsam3 config of the model (sizes; default: the '
                         'official SAM 3 ViT-L)')
     parser.add_argument('--tracker-from', metavar='SAM3_PT',
@@ -79,7 +85,7 @@ def _read_mmsam3(path):
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         raise CheckpointConversionError(f'{path} holds no state dict of tensors.')
     if not (any(k.startswith('backbone.blocks.') for k in state)
-            and any(k.startswith('decoder.') for k in state)):
+            and any(k.startswith(('decoder.', 'interactive_head.')) for k in state)):
         heads = ', '.join(sorted({k.split('.')[0] for k in state})[:8])
         raise CheckpointConversionError(
             f'{path} is not an mmsam3 SAM3 checkpoint (keys start with {heads}); for Meta or '
@@ -145,6 +151,23 @@ def main(argv=None):
                   f'interactive head); regenerated {report["regenerated"]} RoPE tables; copied '
                   f'{report["copied"]} video-tracker tensors\nsaved {args.dst} (Meta sam3.pt '
                   'layout)')
+            return 0
+        if args.dst_format == 'hf-tracker':
+            from mmsam3.utils.sam3_checkpoint_hf import hf_tracker_config_from_mmsam3
+            out, report = export_hf_tracker(state)
+            if report['unknown']:
+                raise CheckpointConversionError(
+                    f'{len(report["unknown"])} entries of {args.src} have no place in '
+                    f'Sam3TrackerModel: {", ".join(report["unknown"][:5])}')
+            model_cfg = _model_cfg(args.config or DEFAULT_INTERACTIVE_CONFIG)
+            if 'interactive_head' not in model_cfg:
+                raise CheckpointConversionError(
+                    f'{args.config} has no interactive_head: pass the interactive config the '
+                    'model was trained with (--config)')
+            config = hf_tracker_config_from_mmsam3(model_cfg)
+            print(format_report(report))
+            _write_hf_folder(args.dst, out, config)
+            print(f'saved {args.dst}/ (transformers Sam3TrackerModel)')
             return 0
         out, report = export_hf(state)
         if report['unknown']:
