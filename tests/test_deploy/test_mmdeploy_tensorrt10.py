@@ -302,3 +302,39 @@ def test_spawned_to_backend_process_uses_the_tensorrt10_backend(tmp_path):
                           text=True, timeout=300, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1] == 'TensorRT10Manager'
+
+
+def test_to_backend_builds_the_interactive_decoder_with_its_points_profile(
+        stand_in_trt, interactive_deployment, tiny_deployment, tmp_path):
+    """An interactive export has four graphs: the interactive TensorRT config profiles each by
+    name, the fourth with the number of points dynamic; the same config also serves a
+    concept-only export (three engines), and a three-profile config names the missing one."""
+    from mmdeploy.apis.utils import to_backend
+    from mmdeploy.utils import load_config
+
+    from mmsam3.deploy.export_graphs import ALL_GRAPH_NAMES
+    cfg_path = osp.join(REPO, 'configs', 'deploy',
+                        'instance-seg-interactive_tensorrt_static-168x168.py')
+    work_dir = str(tmp_path / 'interactive')
+    shutil.copytree(interactive_deployment.work_dir, work_dir)
+    files = to_backend('tensorrt', [osp.join(work_dir, MANIFEST_NAME)], work_dir=work_dir,
+                       deploy_cfg=load_config(cfg_path)[0], device='cuda:0')
+    assert files == [osp.join(work_dir, f'{g}.engine') for g in ALL_GRAPH_NAMES] + \
+        [osp.join(work_dir, MANIFEST_NAME)]
+    shapes = {c[1]: list(c[2:]) for c in stand_in_trt if c[0] == 'set_shape'}
+    assert shapes['point_coords'] == [[1, 1, 2], [1, 3, 2], [1, 32, 2]]
+    assert shapes['point_labels'] == [[1, 1], [1, 3], [1, 32]]
+    assert shapes['tracker_feat_s4'] == [[1, 8, 48, 48]] * 3
+    assert shapes['mask_input'] == [[1, 1, 48, 48]] * 3
+    # The interactive config on a concept-only export: its first three profiles.
+    del stand_in_trt[:]
+    concept_dir = str(tmp_path / 'concept')
+    shutil.copytree(tiny_deployment.work_dir, concept_dir)
+    files = to_backend('tensorrt', [osp.join(concept_dir, MANIFEST_NAME)], work_dir=concept_dir,
+                       deploy_cfg=load_config(cfg_path)[0], device='cuda:0')
+    assert len(files) == 4 and 'point_coords' not in {c[1] for c in stand_in_trt
+                                                      if c[0] == 'set_shape'}
+    with pytest.raises(ValueError, match=r"order \('vision_tower', 'text_tower', "
+                                         r"'prompt_decoder', 'interactive_decoder'\)"):
+        to_backend('tensorrt', [osp.join(work_dir, MANIFEST_NAME)], work_dir=work_dir,
+                   deploy_cfg=load_config(TRT_CFG)[0], device='cuda:0')
