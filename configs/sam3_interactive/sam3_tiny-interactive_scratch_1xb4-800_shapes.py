@@ -1,0 +1,46 @@
+# The tiny SAM 3 trained from scratch for clicks / boxes on the synthetic shapes (CPU sized):
+# ViT + tracker neck + SAM prompt encoder / mask decoder train; the concept parts are idle.
+#   python tools/dataset_converters/make_shapes_dataset.py data/shapes --train 800 --val 40 \
+#       --size 168 --radius 0.15 0.25 --preset distinct
+#   python tools/train.py configs/sam3_interactive/sam3_tiny-interactive_scratch_1xb4-800_shapes.py
+#   python tools/test.py configs/sam3_interactive/sam3_tiny-interactive_scratch_1xb4-800_shapes.py \
+#       work_dirs/.../iter_800.pth           # prints click/mIoU@k, NoC@85, NoC@90, NoF@...
+#   python tools/analysis_tools/interactive_learning_check.py   # untrained vs trained, CPU min
+_base_ = [
+    '../_base_/models/sam3_tiny_interactive.py',
+    '../_base_/datasets/sam3_shapes_interactive.py',
+    '../_base_/default_runtime.py',
+]
+
+model = dict(
+    type='SAM3Interactive',
+    # From scratch: the ViT trains with the tracker neck and the head (no drop path).
+    backbone=dict(drop_path_rate=0.0),
+    frozen_modules=('neck', 'text_encoder', 'geometry_encoder', 'encoder', 'decoder',
+                    'bbox_head'),
+    prompt_sampler=dict(type='InteractivePromptSampler', prob_box=0.5, max_objects=8),
+    interactive_loss=dict(type='SAMInteractiveLoss', focal_weight=20.0, dice_weight=1.0,
+                          iou_weight=1.0, object_weight=1.0),
+    # SAM's 11 iterations scaled down for a CPU: first prompt + 3 clicks + 2 without a click.
+    num_correction_rounds=3,
+    num_no_click_rounds=2,
+    num_clicks=20)
+
+max_iters = 800
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.01),
+    clip_grad=dict(max_norm=1.0, norm_type=2))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
+    dict(type='CosineAnnealingLR', by_epoch=False, begin=max_iters // 2, end=max_iters,
+         T_max=max_iters // 2, eta_min_ratio=0.05),
+]
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=25),
+    checkpoint=dict(interval=max_iters, max_keep_ckpts=1))
+env_cfg = dict(dist_cfg=dict(backend='gloo'))
+randomness = dict(seed=0)
