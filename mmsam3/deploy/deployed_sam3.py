@@ -20,7 +20,8 @@ gives the tracker levels), then each :meth:`DeployedSAM3.predict` (``points=``, 
 ``mask_input=``, ...) runs only the small interactive decoder::
 
     clicks / box corners (image px) ─ network-input px, + padding point (label -1)
-    tracker_* + points + mask prompt ─ interactive_decoder ─ 4 low-res logits, 4 IoU, object score
+    tracker_* + points + mask prompt ─ interactive_decoder ─ 4 low-res logits, 4 IoU,
+                                                            object score
     ─ SAMMaskDecoder.select (multimask: outputs 1..3; single: output 0 or, where it is unstable,
       the best multimask output) ─ postprocess_masks (hole filling, bilinear, > 0)
 

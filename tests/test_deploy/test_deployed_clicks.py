@@ -238,7 +238,8 @@ def test_clicks_need_an_image_and_an_interactive_export(interactive_deployment, 
         fresh.predict(torch.zeros(1, 3, 168, 168), [], points=[[1, 1]], point_labels=[1])
 
 
-def test_an_interactive_export_needs_the_interactive_config(interactive_deployment, tiny_deployment):
+def test_an_interactive_export_needs_the_interactive_config(interactive_deployment,
+                                                            tiny_deployment):
     with pytest.raises(ValueError, match='model config has no interactive_head'):
         DeployedSAM3(tiny_deployment.cfg, interactive_deployment.work_dir)
 
