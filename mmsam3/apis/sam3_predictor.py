@@ -40,6 +40,7 @@ from torch import Tensor, nn
 from ..models.utils.prompt_batch import PromptBatch, check_prompts_per_run
 from ..utils.inference_precision import (autocast_context, inference_dtype_from_cfg,
                                          inference_dtype_of, resolve_dtype, set_inference_dtype)
+from ..utils.click_prompt import check_click_prompts
 from ..utils.text_prompt import parse_text_prompt
 
 __all__ = ['SAM3Predictor']
@@ -414,7 +415,7 @@ class SAM3Predictor:
         return None if head is None else tuple(head.low_res_size)
 
     def _click_inputs(self, points, point_labels, box, mask_input, refine):
-        """Checked prompts in network-input pixels (nothing is changed on failure)."""
+        """Checked prompts in image pixels (nothing is changed on failure)."""
         if not getattr(self.model, 'with_interactive', False):
             raise RuntimeError(
                 'this model has no interactive head, so it cannot answer clicks, boxes or mask '
@@ -424,81 +425,11 @@ class SAM3Predictor:
         if self.tracker_feats is None:
             raise RuntimeError('SAM3Predictor.predict() needs an image: call '
                                'predictor.set_image(img) first')
-        h, w = self.image_size
-        coords = labels = None
-        if points is not None or point_labels is not None:
-            if points is None or point_labels is None:
-                raise ValueError('points and point_labels go together: (N, 2) x y pixels and '
-                                 '(N,) labels, 1 positive / 0 negative')
-            try:
-                coords = np.asarray(points, dtype=np.float64)
-                labels = np.asarray(point_labels)
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f'points must be (N, 2) numbers and point_labels (N,) 0 / 1: '
-                                 f'{exc}') from None
-            if coords.ndim == 1 and coords.size == 2:
-                coords = coords[None]
-            labels = labels.reshape(-1) if labels.ndim <= 1 else labels
-            if coords.ndim != 2 or coords.shape[1] != 2 or len(coords) == 0:
-                raise ValueError(f'points must be (N, 2) x y pixels with N >= 1, got shape '
-                                 f'{coords.shape}')
-            if labels.ndim != 1 or len(labels) != len(coords):
-                raise ValueError(f'{len(coords)} points but point_labels of shape {labels.shape}')
-            if not np.isfinite(coords).all():
-                raise ValueError(f'points contain NaN / inf: {coords.tolist()}')
-            if labels.dtype.kind not in 'biuf' or not np.isin(labels, (0, 1)).all():
-                raise ValueError(
-                    f'point_labels must be 1 (positive) or 0 (negative), got {labels.tolist()}; '
-                    'a box is given with box=[x1, y1, x2, y2] (its corner labels 2 / 3 are '
-                    'internal)')
-            outside = (coords[:, 0] < 0) | (coords[:, 0] > w) | (coords[:, 1] < 0) | \
-                (coords[:, 1] > h)
-            if outside.any():
-                raise ValueError(
-                    f'points {coords[outside].tolist()} lie outside the {w}x{h} (width x height) '
-                    'image given to set_image(); points are x y pixels of that image')
-            labels = labels.astype(np.int64)
-        if box is not None:
-            try:
-                b = np.asarray(box, dtype=np.float64).reshape(-1)
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f'box must be [x1, y1, x2, y2] pixels: {exc}') from None
-            if b.size != 4:
-                raise ValueError(f'box must be one [x1, y1, x2, y2] (4 numbers), got {b.size}')
-            if not np.isfinite(b).all():
-                raise ValueError(f'box contains NaN / inf: {b.tolist()}')
-            if b[2] <= b[0] or b[3] <= b[1]:
-                raise ValueError(f'box {b.tolist()} has no area: it needs x2 > x1 and y2 > y1 '
-                                 '(x1 y1 x2 y2 pixels)')
-            if b[0] < 0 or b[1] < 0 or b[2] > w or b[3] > h:
-                raise ValueError(f'box {b.tolist()} reaches outside the {w}x{h} (width x height) '
-                                 'image given to set_image()')
-            corners = b.reshape(2, 2)
-            coords = corners if coords is None else np.concatenate([corners, coords])
-            corner_labels = np.array([2, 3], dtype=np.int64)
-            labels = corner_labels if labels is None else np.concatenate([corner_labels, labels])
-        lh, lw = self.low_res_size
-        if mask_input is not None:
-            m = mask_input.detach().cpu().numpy() if torch.is_tensor(mask_input) else \
-                np.asarray(mask_input)
-            if m.ndim == 2:
-                m = m[None]
-            if m.ndim == 4 and m.shape[:2] == (1, 1):
-                m = m[0]
-            if m.ndim != 3 or m.shape != (1, lh, lw):
-                raise ValueError(f'mask_input must be the (1, {lh}, {lw}) low-resolution logits '
-                                 f'of a previous round (out["low_res_logits"][i:i+1]), got shape '
-                                 f'{np.shape(mask_input)}')
-            if m.dtype.kind not in 'biuf' or not np.isfinite(m).all():
-                raise ValueError('mask_input must hold finite numbers (logits)')
-            mask = torch.as_tensor(m.astype(np.float32))[None]
-        elif refine and self.previous_logits is not None:
-            mask = torch.as_tensor(self.previous_logits)[None]
-        else:
-            mask = None
-        if coords is None and mask is None:
-            raise ValueError('predict() needs a prompt: points + point_labels, a box, or a '
-                             'mask_input (refine=True reuses the previous round\'s logits)')
+        coords, labels, mask = check_click_prompts(points, point_labels, box, mask_input, refine,
+                                                   self.image_size, self.low_res_size,
+                                                   self.previous_logits)
+        if mask is not None:
+            mask = torch.as_tensor(mask)[None]
         return coords, labels, mask
 
     @torch.no_grad()
@@ -555,18 +486,8 @@ class SAM3Predictor:
 
     def _low_res_to_image(self, low: Tensor) -> Tensor:
         """``(1, C, h, w)`` logits -> ``(1, C, H, W)`` bool masks of the original image."""
-        import torch.nn.functional as F
-        head = self.model.interactive_head
-        h, w = self.image_size
-        in_h, in_w = self._metainfo.get('img_shape', self._input_shape)[:2]
-        if (in_h, in_w) != tuple(self._input_shape):
-            # Padded input: back to the network frame, drop the padding, then the image size.
-            from ..models.dense_heads.sam3_interactive_head import fill_small_holes
-            low = fill_small_holes(low, head.max_hole_area, head.mask_threshold)
-            low = F.interpolate(low, self._input_shape, mode='bilinear', align_corners=False)
-            low = low[..., :in_h, :in_w]
-            return head.postprocess_masks(low, (h, w), max_hole_area=0)
-        return head.postprocess_masks(low, (h, w))
+        resized = self._metainfo.get('img_shape', self._input_shape)[:2]
+        return self.model.interactive_head.image_masks(low, self.image_size, self._input_shape, resized)
 
     @staticmethod
     def to_arrays(pred: DetDataSample) -> dict:

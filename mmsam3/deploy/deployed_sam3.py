@@ -42,7 +42,7 @@ from torch import Tensor
 
 from ..models.dense_heads.sam3_head import SAM3Head
 from ..models.utils.prompt_batch import PromptBatch, check_prompts_per_run
-from .click_prompts import check_click_prompts
+from ..utils.click_prompt import check_click_prompts
 from .export_graphs import ALL_GRAPH_NAMES, INTERACTIVE_GRAPH, OUTPUT_TO_HEAD_KEY
 from .graph_exporter import MANIFEST_NAME, read_manifest
 from .graph_runners import GraphRunner, OnnxRuntimeGraphRunner, TensorRTGraphRunner
@@ -393,21 +393,9 @@ class DeployedSAM3(BaseDetector):
                     object_score=float(out['object_score_logits'].float()[0, 0]))
 
     def _low_res_to_image(self, low: Tensor) -> Tensor:
-        """``(1, C, h, w)`` logits -> ``(1, C, H, W)`` bool masks of the original image, with
-        the PyTorch head's post-processing (Meta's hole filling, bilinear, > 0)."""
-        import torch.nn.functional as F
-
-        from ..models.dense_heads.sam3_interactive_head import fill_small_holes
-        head = self.interactive_head
-        h, w = self.image_size
-        in_h, in_w = self._metainfo.get('img_shape', self._input_shape)[:2]
-        if (in_h, in_w) != tuple(self._input_shape):
-            # Padded input: back to the network frame, drop the padding, then the image size.
-            low = fill_small_holes(low, head.max_hole_area, head.mask_threshold)
-            low = F.interpolate(low, self._input_shape, mode='bilinear', align_corners=False)
-            low = low[..., :in_h, :in_w]
-            return head.postprocess_masks(low, (h, w), max_hole_area=0)
-        return head.postprocess_masks(low, (h, w))
+        """``(1, C, h, w)`` logits -> ``(1, C, H, W)`` bool masks of the original image."""
+        resized = self._metainfo.get('img_shape', self._input_shape)[:2]
+        return self.interactive_head.image_masks(low, self.image_size, self._input_shape, resized)
 
     # ------------------------------------------------------------------------------------------
     # the mmdet triad

@@ -194,3 +194,18 @@ class SAM3InteractiveHead(BaseModule):
         masks = F.interpolate(masks, tuple(int(s) for s in ori_shape), mode='bilinear',
                               align_corners=False)
         return masks if return_logits else masks > self.mask_threshold
+
+    def image_masks(self, low_res_logits: Tensor, ori_shape: Tuple[int, int],
+                    input_shape: Tuple[int, int], resized_shape: Tuple[int, int]) -> Tensor:
+        """Low-res logits ``(B, M, 4h, 4w)`` -> ``(B, M, H, W)`` boolean masks of the original
+        image, for an image resized to ``resized_shape`` inside a network input of
+        ``input_shape`` (the rest padding): back to the network frame, the padding dropped,
+        then :meth:`postprocess_masks` to ``ori_shape``. Without padding this is
+        :meth:`postprocess_masks` alone."""
+        if tuple(int(s) for s in resized_shape) == tuple(int(s) for s in input_shape):
+            return self.postprocess_masks(low_res_logits, ori_shape)
+        in_h, in_w = (int(s) for s in resized_shape)
+        low = fill_small_holes(low_res_logits.float(), self.max_hole_area, self.mask_threshold)
+        low = F.interpolate(low, tuple(int(s) for s in input_shape), mode='bilinear',
+                            align_corners=False)[..., :in_h, :in_w]
+        return self.postprocess_masks(low, ori_shape, max_hole_area=0)

@@ -1,10 +1,9 @@
-"""Checked click / box / mask prompts for the deployed interactive decoder.
+"""Checked click / box / mask prompts for one object (SAM 3's interactive path).
 
-The same rules and messages as ``SAM3Predictor.predict`` (points inside the image, labels 0 / 1,
-no NaN, a box with area inside the image, a mask prompt of the low-resolution size), so that
-:class:`~mmsam3.deploy.DeployedSAM3` rejects exactly what the PyTorch predictor rejects
-(tests/test_deploy/test_deployed_clicks.py compares the two). Nothing is changed on failure:
-the checks run before any state is touched.
+One set of rules and messages for :class:`~mmsam3.apis.SAM3Predictor` and
+:class:`~mmsam3.deploy.DeployedSAM3`: points inside the image, labels 0 / 1, no NaN, a box with
+area inside the image, a mask prompt of the low-resolution size. Nothing is changed on failure:
+the callers run these checks before they touch any state.
 """
 from typing import Optional, Tuple
 
