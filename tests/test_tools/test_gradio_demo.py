@@ -149,48 +149,71 @@ def _wait_http(url, proc, timeout):
     return False
 
 
-def test_demo_page_in_headless_chromium(tiny_ckpt, bpe_path, tmp_path):
-    pytest.importorskip('gradio', reason='gradio missing: bash tools/setup_env.sh installs it')
-    selenium = pytest.importorskip('selenium', reason='selenium missing: run tools/setup_env.sh')
-    binary, driver_path, reason = _browser()
-    if binary is None:
-        pytest.skip(reason)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    cfg = write_tiny_infer_config(tmp_path / 'tiny.py', bpe_path)
-    image = draw_image(tmp_path / 'upload.png', size=(120, 180))
+def _start_demo(cfg, ckpt, tmp_path):
+    """The demo server on a free port (``(process, url, log path)``)."""
     port = free_port()
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED='False', OMP_NUM_THREADS='1',
                PYTHONUNBUFFERED='1', NO_PROXY='127.0.0.1,localhost')
     log_path = tmp_path / 'server.log'
     with open(log_path, 'w') as log:
         server = subprocess.Popen(
-            [sys.executable, osp.join(REPO, 'tools', 'gradio_demo.py'), cfg, '--weights',
-             tiny_ckpt, '--port', str(port), '--device', 'cpu', '--score-thr', '0'],
+            [sys.executable, osp.join(REPO, 'tools', 'gradio_demo.py'), cfg, '--weights', ckpt,
+             '--port', str(port), '--device', 'cpu', '--score-thr', '0'],
             stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(tmp_path))
+    return server, f'http://127.0.0.1:{port}/', log_path
+
+
+
+def _start_chrome(binary, driver_path):
+    """Headless Chromium through selenium (the test skips when it cannot start here)."""
+    import selenium
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for arg in ('--headless=new', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage',
+                '--window-size=1400,1100'):
+        options.add_argument(arg)
+    try:
+        driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    except selenium.common.exceptions.WebDriverException as exc:
+        pytest.skip(f'chromium is installed but does not start here: {exc.msg}')
+    driver.set_page_load_timeout(60)
+    return driver
+
+
+def _open_and_upload(driver, url, image):
+    """Open the page and upload ``image``; returns the page's ``WebDriverWait``."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(url)
+    wait = WebDriverWait(driver, 120)
+    upload = wait.until(ec.presence_of_element_located(
+        (By.CSS_SELECTOR, '#input-image input[type=file]')))
+    upload.send_keys(image)
+    return wait
+
+
+def test_demo_page_in_headless_chromium(tiny_ckpt, bpe_path, tmp_path):
+    pytest.importorskip('gradio', reason='gradio missing: bash tools/setup_env.sh installs it')
+    pytest.importorskip('selenium', reason='selenium missing: run tools/setup_env.sh')
+    binary, driver_path, reason = _browser()
+    if binary is None:
+        pytest.skip(reason)
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+
+    cfg = write_tiny_infer_config(tmp_path / 'tiny.py', bpe_path)
+    image = draw_image(tmp_path / 'upload.png', size=(120, 180))
+    server, url, log_path = _start_demo(cfg, tiny_ckpt, tmp_path)
     driver = None
     try:
-        url = f'http://127.0.0.1:{port}/'
         assert _wait_http(url, server, timeout=180), log_path.read_text()[-3000:]
-        options = webdriver.ChromeOptions()
-        options.binary_location = binary
-        for arg in ('--headless=new', '--no-sandbox', '--disable-gpu',
-                    '--disable-dev-shm-usage', '--window-size=1400,1100'):
-            options.add_argument(arg)
-        try:
-            driver = webdriver.Chrome(service=Service(driver_path), options=options)
-        except selenium.common.exceptions.WebDriverException as exc:
-            pytest.skip(f'chromium is installed but does not start here: {exc.msg}')
-        driver.set_page_load_timeout(60)
-        driver.get(url)
-        wait = WebDriverWait(driver, 120)
-        upload = wait.until(ec.presence_of_element_located(
-            (By.CSS_SELECTOR, '#input-image input[type=file]')))
-        upload.send_keys(image)
+        driver = _start_chrome(binary, driver_path)
+        wait = _open_and_upload(driver, url, image)
         wait.until(ec.text_to_be_present_in_element((By.ID, 'status'), 'image encoded'))
         box = driver.find_element(By.CSS_SELECTOR, '#phrases textarea, #phrases input')
         box.send_keys('red box . green circle')
@@ -224,34 +247,17 @@ def test_demo_page_in_headless_chromium(tiny_ckpt, bpe_path, tmp_path):
             server.kill()
 
 
-def _start_demo(cfg, ckpt, tmp_path):
-    """The demo server on a free port (``(process, url, log path)``)."""
-    port = free_port()
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED='False', OMP_NUM_THREADS='1',
-               PYTHONUNBUFFERED='1', NO_PROXY='127.0.0.1,localhost')
-    log_path = tmp_path / 'server.log'
-    with open(log_path, 'w') as log:
-        server = subprocess.Popen(
-            [sys.executable, osp.join(REPO, 'tools', 'gradio_demo.py'), cfg, '--weights', ckpt,
-             '--port', str(port), '--device', 'cpu', '--score-thr', '0'],
-            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(tmp_path))
-    return server, f'http://127.0.0.1:{port}/', log_path
-
-
 def test_click_mode_in_headless_chromium(interactive_model, tmp_path):
     """Clicks on the picture in a real browser: the mask follows positive / negative clicks,
     undo returns the previous mask, reset clears, and the image is encoded once."""
     pytest.importorskip('gradio', reason='gradio missing: bash tools/setup_env.sh installs it')
-    selenium = pytest.importorskip('selenium', reason='selenium missing: run tools/setup_env.sh')
+    pytest.importorskip('selenium', reason='selenium missing: run tools/setup_env.sh')
     binary, driver_path, reason = _browser()
     if binary is None:
         pytest.skip(reason)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
 
     cfg, ckpt = interactive_model
     image = draw_image(tmp_path / 'upload.png', size=(120, 180))
@@ -259,21 +265,8 @@ def test_click_mode_in_headless_chromium(interactive_model, tmp_path):
     driver = None
     try:
         assert _wait_http(url, server, timeout=180), log_path.read_text()[-3000:]
-        options = webdriver.ChromeOptions()
-        options.binary_location = binary
-        for arg in ('--headless=new', '--no-sandbox', '--disable-gpu',
-                    '--disable-dev-shm-usage', '--window-size=1400,1100'):
-            options.add_argument(arg)
-        try:
-            driver = webdriver.Chrome(service=Service(driver_path), options=options)
-        except selenium.common.exceptions.WebDriverException as exc:
-            pytest.skip(f'chromium is installed but does not start here: {exc.msg}')
-        driver.set_page_load_timeout(60)
-        driver.get(url)
-        wait = WebDriverWait(driver, 120)
-        upload = wait.until(ec.presence_of_element_located(
-            (By.CSS_SELECTOR, '#input-image input[type=file]')))
-        upload.send_keys(image)
+        driver = _start_chrome(binary, driver_path)
+        wait = _open_and_upload(driver, url, image)
         wait.until(ec.text_to_be_present_in_element((By.ID, 'status'), 'image encoded'))
         picture = wait.until(ec.visibility_of_element_located(
             (By.CSS_SELECTOR, '#result-image img')))
