@@ -43,6 +43,8 @@ def test_the_unlabeled_student_sees_both_sets_and_no_annotations_of_the_second(
     labelled, unlabeled = dataset[0]['data_samples'], dataset[4]['data_samples']
     assert not labelled.metainfo.get('unlabeled') and len(labelled.gt_instances) > 0
     assert unlabeled.metainfo['unlabeled'] is True and len(unlabeled.gt_instances) == 0
+    # empty masks as well: mmdet's data preprocessor pads every sample's masks in a mixed batch
+    assert labelled.gt_instances.masks.masks.shape[1:] == unlabeled.gt_instances.masks.masks.shape[1:]
     # prompted with every category name of the labelled data
     names = [c['name'] for c in json.load(open(osp.join(lab, 'train',
                                                         '_annotations.coco.json')))['categories']]

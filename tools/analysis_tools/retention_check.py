@@ -229,6 +229,8 @@ def unlabeled_lines(args, ann_file):
     return [
         'unlabeled_pipeline = [',
         "    dict(type='LoadImageFromFile'),",
+        '    # no annotations: empty boxes and masks, so a batch mixing both sets pads alike',
+        "    dict(type='LoadAnnotations', with_bbox=True, with_mask=True, poly2mask=True),",
         "    dict(type='RandomChoiceResize', scales={{_base_.train_scales}}, keep_ratio=False),",
         "    dict(type='RandomOffsetPad', size={{_base_.input_size}}),",
         "    dict(type='MarkUnlabeled'),",
@@ -365,7 +367,9 @@ def main(argv=None):
                                          preds('teacher'))))
     t_ap50 = results['teacher']['coco/bbox_mAP_50']
     print(f'[retention] teacher bbox AP50 {t_ap50:.3f} on the {num_val} validation images '
-          f'(floor {args.teacher_floor:g}; trained {teacher_time / 60:.1f} min)', flush=True)
+          f'(floor {args.teacher_floor:g}; '
+          + (f'reused {teacher_ckpt})' if args.teacher_ckpt else
+             f'trained {teacher_time / 60:.1f} min)'), flush=True)
     if not t_ap50 >= args.teacher_floor:
         raise RefusedToJudge(
             f'the teacher reaches bbox AP50 {t_ap50:.3f}, below the floor {args.teacher_floor:g}: '
