@@ -258,6 +258,38 @@ _SHARED_PE = 'shared_image_embedding.positional_embedding'
 _PE_TABLE = 'interactive_head.prompt_encoder.pe_layer.positional_encoding_gaussian_matrix'
 
 
+def _place_hf_tensor(hit, value, out, splits, filled) -> None:
+    """Put one transformers tensor under its mmsam3 name (``hit`` from a rule table's
+    ``from_hf``): q / k / v parts wait in ``splits``, linear weights stored transposed are
+    transposed back, the ViT position table gets its (unused) CLS row."""
+    mm, kind, qkv = hit
+    if kind == 'split':
+        splits.setdefault(mm, {})[qkv] = value
+    elif kind == 'transpose':
+        out[mm] = value.t().contiguous()
+    elif kind == 'pos_embed':
+        out[mm] = torch.cat([torch.zeros_like(value[:, :1]), value], dim=1)
+        filled['CLS row of the ViT position table (unused)'] = 1
+    else:
+        out[mm] = value
+
+
+def _merge_hf_tensors(out, splits, unknown) -> None:
+    """After :func:`_place_hf_tensor`: fuse q / k / v into one projection (a missing part is
+    reported in ``unknown``) and rename a x2 neck level's single transposed conv."""
+    for mm, parts in splits.items():
+        if set(parts) != {'q', 'k', 'v'}:
+            unknown.extend(f'{mm} ({x} part missing)' for x in 'qkv' if x not in parts)
+            continue
+        out[mm] = torch.cat([parts['q'], parts['k'], parts['v']], dim=0)
+    # A x2 level holds one transposed conv (`dconv_2x2`), stored as scale_layers.0 like the first
+    # of the x4 level's two (`dconv_2x2_0`, `dconv_2x2_1`).
+    for key in [k for k in out if '.dconv_2x2_0.' in k]:
+        level = key.split('.dconv_2x2_0.')[0]
+        if not any(k.startswith(level + '.dconv_2x2_1.') for k in out):
+            out[key.replace('.dconv_2x2_0.', '.dconv_2x2.')] = out.pop(key)
+
+
 def hf_to_mmsam3(state, lite_text=False, embed_dims=None):
     """transformers ``Sam3Model`` (``lite_text``: ``Sam3LiteTextModel``) state dict -> mmsam3.
 
@@ -293,28 +325,8 @@ def hf_to_mmsam3(state, lite_text=False, embed_dims=None):
         if hit is None:
             unknown.append(key)
             continue
-        mm, kind, qkv = hit
-        if kind == 'split':
-            splits.setdefault(mm, {})[qkv] = value
-        elif kind == 'transpose':
-            out[mm] = value.t().contiguous()
-        elif kind == 'pos_embed':
-            cls_row = torch.zeros_like(value[:, :1])
-            out[mm] = torch.cat([cls_row, value], dim=1)
-            filled['CLS row of the ViT position table (unused)'] = 1
-        else:
-            out[mm] = value
-    for mm, parts in splits.items():
-        if set(parts) != {'q', 'k', 'v'}:
-            unknown.extend(f'{mm} ({x} part missing)' for x in 'qkv' if x not in parts)
-            continue
-        out[mm] = torch.cat([parts['q'], parts['k'], parts['v']], dim=0)
-    # A x2 level holds one transposed conv (`dconv_2x2`), stored as scale_layers.0 like the first
-    # of the x4 level's two (`dconv_2x2_0`, `dconv_2x2_1`).
-    for key in [k for k in out if '.dconv_2x2_0.' in k]:
-        level = key.split('.dconv_2x2_0.')[0]
-        if not any(k.startswith(level + '.dconv_2x2_1.') for k in out):
-            out[key.replace('.dconv_2x2_0.', '.dconv_2x2.')] = out.pop(key)
+        _place_hf_tensor(hit, value, out, splits, filled)
+    _merge_hf_tensors(out, splits, unknown)
     if out and not unknown and 'geometry_encoder.final_proj.weight' in out:
         width = embed_dims or out['geometry_encoder.final_proj.weight'].shape[0]
         ref = out['geometry_encoder.final_proj.weight']
@@ -408,23 +420,8 @@ def hf_tracker_to_mmsam3(state):
         if hit is None:
             unknown.append(key)
             continue
-        mm, kind, qkv = hit
-        if kind == 'split':
-            splits.setdefault(mm, {})[qkv] = value
-        elif kind == 'pos_embed':
-            out[mm] = torch.cat([torch.zeros_like(value[:, :1]), value], dim=1)
-            filled['CLS row of the ViT position table (unused)'] = 1
-        else:
-            out[mm] = value
-    for mm, parts in splits.items():
-        if set(parts) != {'q', 'k', 'v'}:
-            unknown.extend(f'{mm} ({x} part missing)' for x in 'qkv' if x not in parts)
-            continue
-        out[mm] = torch.cat([parts['q'], parts['k'], parts['v']], dim=0)
-    for key in [k for k in out if '.dconv_2x2_0.' in k]:
-        level = key.split('.dconv_2x2_0.')[0]
-        if not any(k.startswith(level + '.dconv_2x2_1.') for k in out):
-            out[key.replace('.dconv_2x2_0.', '.dconv_2x2.')] = out.pop(key)
+        _place_hf_tensor(hit, value, out, splits, filled)
+    _merge_hf_tensors(out, splits, unknown)
     _finish_point_embed(out, unknown)
     report = dict(converted=len(out), dropped={}, filled=filled, interactive=interactive,
                   unknown=unknown)
