@@ -290,6 +290,23 @@ def _merge_hf_tensors(out, splits, unknown) -> None:
             out[key.replace('.dconv_2x2_0.', '.dconv_2x2.')] = out.pop(key)
 
 
+def _place_mm_tensor(hit, value, out, dropped) -> None:
+    """The inverse of :func:`_place_hf_tensor` for one mmsam3 tensor (``hit`` from a rule
+    table's ``from_mm``): a fused q / k / v projection is split, transposed weights are
+    transposed, the ViT position table loses its (unused) CLS row."""
+    hf, kind, i, p = hit
+    if kind == 'split':
+        for qkv, part in zip('qkv', value.chunk(3, dim=0)):
+            out[_fill(hf, i, p, qkv)] = part.contiguous()
+    elif kind == 'transpose':
+        out[_fill(hf, i, p)] = value.t().contiguous()
+    elif kind == 'pos_embed':
+        out[_fill(hf, i, p)] = value[:, 1:].contiguous()
+        dropped['CLS row of the ViT position table (unused)'] = 1
+    else:
+        out[_fill(hf, i, p)] = value
+
+
 def hf_to_mmsam3(state, lite_text=False, embed_dims=None):
     """transformers ``Sam3Model`` (``lite_text``: ``Sam3LiteTextModel``) state dict -> mmsam3.
 
@@ -467,15 +484,7 @@ def mmsam3_to_hf_tracker(state):
         if hit is None:
             unknown.append(key)
             continue
-        hf, kind, i, p = hit
-        if kind == 'split':
-            for qkv, part in zip('qkv', value.chunk(3, dim=0)):
-                out[_fill(hf, i, p, qkv)] = part.contiguous()
-        elif kind == 'pos_embed':
-            out[_fill(hf, i, p)] = value[:, 1:].contiguous()
-            dropped['CLS row of the ViT position table (unused)'] = 1
-        else:
-            out[_fill(hf, i, p)] = value
+        _place_mm_tensor(hit, value, out, dropped)
     out = OrderedDict((_tracker_file_name(k), v) for k, v in out.items())
     return out, dict(converted=len(out), dropped=dropped, unknown=unknown)
 
@@ -504,17 +513,7 @@ def mmsam3_to_hf(state, lite_text=False):
         if hit is None:
             unknown.append(key)
             continue
-        hf, kind, i, p = hit
-        if kind == 'split':
-            for qkv, part in zip('qkv', value.chunk(3, dim=0)):
-                out[_fill(hf, i, p, qkv)] = part.contiguous()
-        elif kind == 'transpose':
-            out[_fill(hf, i, p)] = value.t().contiguous()
-        elif kind == 'pos_embed':
-            out[_fill(hf, i, p)] = value[:, 1:].contiguous()
-            dropped['CLS row of the ViT position table (unused)'] = 1
-        else:
-            out[_fill(hf, i, p)] = value
+        _place_mm_tensor(hit, value, out, dropped)
     return out, dict(converted=len(out), dropped=dropped, unknown=unknown)
 
 
