@@ -40,7 +40,7 @@ from torch import Tensor, nn
 from ..models.utils.prompt_batch import PromptBatch, check_prompts_per_run
 from ..utils.inference_precision import (autocast_context, inference_dtype_from_cfg,
                                          inference_dtype_of, resolve_dtype, set_inference_dtype)
-from ..utils.click_prompt import check_click_prompts
+from ..utils.click_prompt import check_click_prompts, click_round_result
 from ..utils.text_prompt import parse_text_prompt
 
 __all__ = ['SAM3Predictor']
@@ -476,13 +476,9 @@ class SAM3Predictor:
         with self._autocast():
             out = head(self.tracker_feats, pts, lbl, mask, multimask_output)
         low = out['low_res_logits'].float()
-        masks = self._low_res_to_image(low)
-        low = low.clamp(-32.0, 32.0)[0].cpu().numpy()
-        scores = out['iou_pred'].float()[0].cpu().numpy()
-        best = int(np.argmax(scores))
-        self.previous_logits = low[best:best + 1].copy()
-        return dict(masks=masks[0].cpu().numpy(), scores=scores, low_res_logits=low,
-                    object_score=float(out['object_score_logits'].float()[0, 0]))
+        result, self.previous_logits = click_round_result(
+            self._low_res_to_image(low), low, out['iou_pred'], out['object_score_logits'])
+        return result
 
     def _low_res_to_image(self, low: Tensor) -> Tensor:
         """``(1, C, h, w)`` logits -> ``(1, C, H, W)`` bool masks of the original image."""

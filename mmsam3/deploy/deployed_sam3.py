@@ -42,7 +42,7 @@ from torch import Tensor
 
 from ..models.dense_heads.sam3_head import SAM3Head
 from ..models.utils.prompt_batch import PromptBatch, check_prompts_per_run
-from ..utils.click_prompt import check_click_prompts
+from ..utils.click_prompt import check_click_prompts, click_round_result
 from .export_graphs import ALL_GRAPH_NAMES, INTERACTIVE_GRAPH, OUTPUT_TO_HEAD_KEY
 from .graph_exporter import MANIFEST_NAME, read_manifest
 from .graph_runners import GraphRunner, OnnxRuntimeGraphRunner, TensorRTGraphRunner
@@ -384,13 +384,9 @@ class DeployedSAM3(BaseDetector):
         decoder = head.mask_decoder.eval()  # the stability choice is an inference-time rule
         low, scores = decoder.select(out['low_res_logits'].float(), out['iou_pred'].float(),
                                      multimask_output)
-        masks = self._low_res_to_image(low.cpu())
-        low = low.clamp(-32.0, 32.0)[0].cpu().numpy()
-        scores = scores[0].cpu().numpy()
-        best = int(np.argmax(scores))
-        self.previous_logits = low[best:best + 1].copy()
-        return dict(masks=masks[0].numpy(), scores=scores, low_res_logits=low,
-                    object_score=float(out['object_score_logits'].float()[0, 0]))
+        result, self.previous_logits = click_round_result(
+            self._low_res_to_image(low.cpu()), low, scores, out['object_score_logits'])
+        return result
 
     def _low_res_to_image(self, low: Tensor) -> Tensor:
         """``(1, C, h, w)`` logits -> ``(1, C, H, W)`` bool masks of the original image."""

@@ -9,7 +9,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-__all__ = ['ClickPrompts', 'check_click_prompts']
+__all__ = ['ClickPrompts', 'check_click_prompts', 'click_round_result']
 
 ClickPrompts = Tuple[Optional[np.ndarray], Optional[np.ndarray], Optional[np.ndarray]]
 
@@ -119,3 +119,25 @@ def check_click_prompts(points, point_labels, box, mask_input, refine: bool,
         raise ValueError('predict() needs a prompt: points + point_labels, a box, or a '
                          'mask_input (refine=True reuses the previous round\'s logits)')
     return coords, labels, mask
+
+
+def click_round_result(masks, low_res_logits, iou_pred, object_score_logits):
+    """The answer of one click round for one object, as both predictors return it.
+
+    Args:
+        masks (Tensor): ``(1, C, H, W)`` bool masks of the original image.
+        low_res_logits (Tensor): ``(1, C, h, w)`` logits; clamped to +-32 as Meta's predictor.
+        iou_pred (Tensor): ``(1, C)`` predicted IoUs.
+        object_score_logits (Tensor): ``(1, 1)``.
+
+    Returns:
+        tuple[dict, np.ndarray]: ``dict(masks (C, H, W), scores (C,), low_res_logits (C, h, w),
+        object_score)`` and the best candidate's ``(1, h, w)`` logits (the next round's mask
+        prompt for ``refine``).
+    """
+    low = low_res_logits.float().clamp(-32.0, 32.0)[0].cpu().numpy()
+    scores = iou_pred.float()[0].cpu().numpy()
+    best = int(np.argmax(scores))
+    result = dict(masks=masks[0].cpu().numpy(), scores=scores, low_res_logits=low,
+                  object_score=float(object_score_logits.float()[0, 0]))
+    return result, low[best:best + 1].copy()
