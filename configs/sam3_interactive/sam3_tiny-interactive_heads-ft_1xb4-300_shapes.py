@@ -6,7 +6,7 @@
 #   python tools/analysis_tools/interactive_learning_check.py --config \
 #       configs/sam3_interactive/sam3_tiny-interactive_heads-ft_1xb4-300_shapes.py \
 #       --load-from work_dirs/sam3_tiny_scratch_1xb2-5k_shapes/iter_5000.pth
-_base_ = ['./sam3_tiny-interactive_scratch_1xb4-800_shapes.py']
+_base_ = ['./sam3_tiny-interactive_scratch_1xb4-3k_shapes.py']
 
 load_from = 'work_dirs/sam3_tiny_scratch_1xb2-5k_shapes/iter_5000.pth'
 

@@ -13,7 +13,7 @@ from mmengine.runner import Runner
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(REPO, 'configs', 'sam3_interactive',
-                  'sam3_tiny-interactive_scratch_1xb4-800_shapes.py')
+                  'sam3_tiny-interactive_scratch_1xb4-3k_shapes.py')
 
 
 def _run(cmd, cwd, timeout=900):
@@ -95,8 +95,10 @@ def test_training_steps_change_trainable_weights_only_and_test_prints_click_metr
 
 def test_heads_only_default_and_bad_input(shapes):
     from mmdet.registry import MODELS
+    from mmengine.registry import init_default_scope
 
     import mmsam3  # noqa: F401
+    init_default_scope('mmdet')  # the data preprocessor's registry, also when run alone
     cfg = Config.fromfile(CONFIG)
     model_cfg = copy.deepcopy(cfg.model)
     model_cfg.pop('frozen_modules')  # the class default: only tracker neck + head train
@@ -111,6 +113,44 @@ def test_heads_only_default_and_bad_input(shapes):
         MODELS.build(bad)
     with pytest.raises(ValueError, match='num_clicks'):
         MODELS.build(dict(model_cfg, num_clicks=0))
+
+
+def _one_sample(num_objects=2):
+    from mmdet.structures import DetDataSample
+    from mmdet.structures.mask import BitmapMasks
+    from mmengine.structures import InstanceData
+    masks = torch.zeros(num_objects, 168, 168, dtype=torch.uint8)
+    for i in range(num_objects):
+        masks[i, 20 + 60 * i:60 + 60 * i, 30:90] = 1
+    sample = DetDataSample(metainfo=dict(img_shape=(168, 168), pad_shape=(168, 168)))
+    sample.gt_instances = InstanceData(masks=BitmapMasks(masks.numpy(), 168, 168),
+                                       labels=torch.zeros(num_objects, dtype=torch.long))
+    return sample
+
+
+@pytest.mark.parametrize('single', [False, True])
+def test_point_prompts_can_also_train_the_single_mask_output(single):
+    """With one-point first prompts only, output 0's hypernetwork gets mask gradients only
+    when ``point_trains_single_mask`` is on (the IoU head is trained on every output)."""
+    from mmdet.registry import MODELS
+    from mmengine.registry import init_default_scope
+
+    import mmsam3  # noqa: F401
+    init_default_scope('mmdet')
+    torch.manual_seed(0)
+    cfg = Config.fromfile(CONFIG)
+    model = MODELS.build(dict(cfg.model, num_correction_rounds=0, num_no_click_rounds=0,
+                              point_trains_single_mask=single, mask_prompt_choice='best',
+                              prompt_sampler=dict(type='InteractivePromptSampler',
+                                                  prob_box=0.0)))
+    losses = model.loss(torch.randn(1, 3, 168, 168), [_one_sample()])
+    assert all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    mlps = model.interactive_head.mask_decoder.output_hypernetworks_mlps
+    grad0 = mlps[0].layers[-1].weight.grad
+    assert (grad0 is not None and grad0.abs().sum() > 0) == single
+    with pytest.raises(ValueError, match="'iou' or 'best'"):
+        MODELS.build(dict(cfg.model, mask_prompt_choice='oracle'))
 
 
 @pytest.mark.slow

@@ -63,6 +63,15 @@ class SAM3Interactive(SAM3):
         num_clicks (int): clicks simulated per object in ``predict`` (20 for NoC@85 / NoC@90).
         eval_multimask_first (bool): the first evaluation click asks for 3 masks and keeps the
             one with the highest predicted IoU (SAM's practice for an ambiguous single click).
+        point_trains_single_mask (bool): a first prompt of one point also trains the
+            single-mask output (output 0), besides the best of the 3 multimask outputs. On
+            data with few, distinct objects per image the best-of-3 loss alone lets the
+            3 candidates specialise by appearance (one per colour) and ignore the click; this
+            term makes the click count from the first round. Default False (SAM's recipe).
+        mask_prompt_choice (str): which output of a round becomes the next round's mask prompt
+            and error region: ``'iou'`` (SAM: the highest predicted IoU) or ``'best'`` (the
+            candidate the mask loss trained, i.e. the one closest to the ground truth; useful
+            while the IoU head is still untrained, as in training from scratch).
         frozen_modules (Sequence[str]): default :data:`INTERACTIVE_FROZEN_MODULES`.
         **kwargs: :class:`SAM3` arguments; ``tracker_neck`` and ``interactive_head`` are
             required.
@@ -75,6 +84,8 @@ class SAM3Interactive(SAM3):
                  num_no_click_rounds: int = 2,
                  num_clicks: int = 20,
                  eval_multimask_first: bool = True,
+                 point_trains_single_mask: bool = False,
+                 mask_prompt_choice: str = 'iou',
                  frozen_modules: Sequence[str] = INTERACTIVE_FROZEN_MODULES,
                  **kwargs):
         if kwargs.get('tracker_neck') is None or kwargs.get('interactive_head') is None:
@@ -86,6 +97,9 @@ class SAM3Interactive(SAM3):
                                  ('num_clicks', num_clicks, 1)):
             if not isinstance(value, int) or value < low:
                 raise ValueError(f'{name} must be an int >= {low}, got {value!r}')
+        if mask_prompt_choice not in ('iou', 'best'):
+            raise ValueError(f"mask_prompt_choice must be 'iou' or 'best', got "
+                             f'{mask_prompt_choice!r}')
         super().__init__(frozen_modules=frozen_modules, **kwargs)
         self.prompt_sampler = TASK_UTILS.build(
             prompt_sampler or dict(type='InteractivePromptSampler'))
@@ -94,6 +108,8 @@ class SAM3Interactive(SAM3):
         self.num_no_click_rounds = num_no_click_rounds
         self.num_clicks = num_clicks
         self.eval_multimask_first = eval_multimask_first
+        self.point_trains_single_mask = point_trains_single_mask
+        self.mask_prompt_choice = mask_prompt_choice
 
     # ------------------------------------------------------------------------------------------
     def _image_feats(self, batch_inputs: Tensor) -> Dict[str, Tensor]:
@@ -166,13 +182,27 @@ class SAM3Interactive(SAM3):
                 valid = single
             out = self.interactive_head(feats, coords, labels, mask_input,
                                         multimask_output=True, img_ids=img_ids)
-            terms = self.interactive_loss(out['all_low_res_logits'], out['all_iou_pred'],
+            logits = out['all_low_res_logits']
+            terms = self.interactive_loss(logits, out['all_iou_pred'],
                                           out['object_score_logits'], gt, valid)
-            terms.pop('best_index')
+            best = terms.pop('best_index')
+            if round_idx == 0 and self.point_trains_single_mask and not bool(is_box.all()):
+                # the single-mask output on the one-point prompts as well (mask terms only;
+                # the IoU and object terms are counted once above)
+                point = ~is_box
+                single_terms = self.interactive_loss(
+                    logits[point, :1], out['all_iou_pred'][point, :1],
+                    out['object_score_logits'][point], gt[point])
+                share = point.sum() / num  # the loss averages over its own objects
+                for key in ('loss_mask', 'loss_dice'):
+                    terms[key] = terms[key] + single_terms[key] * share
             for key, value in terms.items():
                 losses[key] = losses[key] + value if key in losses else value
-            mask_input = self._chosen(out['all_low_res_logits'], out['all_iou_pred'],
-                                      valid).detach()
+            if self.mask_prompt_choice == 'best':
+                rows = torch.arange(num, device=device)
+                mask_input = logits[rows, best][:, None].detach()
+            else:
+                mask_input = self._chosen(logits, out['all_iou_pred'], valid).detach()
         return losses
 
     # ------------------------------------------------------------------------------------------

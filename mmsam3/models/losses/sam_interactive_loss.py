@@ -7,8 +7,11 @@ For ``B`` objects, each with ``M`` candidate masks (SAM 3: output 0 = single-mas
   against the object's ground-truth mask (logits bilinearly resized to the mask's size);
 - the mask terms are back-propagated on the best valid candidate only,
   ``argmin(focal_weight * focal + dice_weight * dice)`` (SAM's multimask loss);
-- the IoU head regresses the true IoU of every valid candidate (``(logits > 0)`` vs the mask,
-  no gradient through the target), L1 (SAM 2) or MSE (SAM 1), averaged over the valid ones;
+- the IoU head regresses the true IoU (``(logits > 0)`` vs the mask, no gradient through the
+  target), L1 (SAM 2) or MSE (SAM 1), averaged over *every* candidate by default (SAM 2's
+  ``supervise_all_iou``): the predictor and the single-mask stability fallback rank candidates
+  by it, including the ones a round does not train (``supervise_all_iou=False``: the valid
+  ones only);
 - the object-score head gets a BCE on "the object is present" (mask not empty); the mask,
   dice and IoU terms of absent objects are zero.
 
@@ -35,6 +38,8 @@ class SAMInteractiveLoss(nn.Module):
         focal_alpha (float): focal loss alpha (0.25); a negative value disables weighting.
         focal_gamma (float): focal loss gamma (2).
         iou_loss (str): ``'l1'`` (SAM 2) or ``'mse'`` (SAM 1).
+        supervise_all_iou (bool): the IoU term on every candidate (True) or on the valid
+            ones only.
     """
 
     def __init__(self,
@@ -44,7 +49,8 @@ class SAMInteractiveLoss(nn.Module):
                  object_weight: float = 1.0,
                  focal_alpha: float = 0.25,
                  focal_gamma: float = 2.0,
-                 iou_loss: str = 'l1') -> None:
+                 iou_loss: str = 'l1',
+                 supervise_all_iou: bool = True) -> None:
         super().__init__()
         if iou_loss not in ('l1', 'mse'):
             raise ValueError(f"iou_loss must be 'l1' or 'mse', got {iou_loss!r}")
@@ -55,6 +61,7 @@ class SAMInteractiveLoss(nn.Module):
         self.focal_alpha = focal_alpha
         self.focal_gamma = focal_gamma
         self.iou_loss = iou_loss
+        self.supervise_all_iou = supervise_all_iou
 
     def focal(self, logits: Tensor, target: Tensor) -> Tensor:
         """Sigmoid focal loss, mean over the last two dims: ``(B, M, H, W)`` -> ``(B, M)``."""
@@ -127,8 +134,11 @@ class SAMInteractiveLoss(nn.Module):
             true_iou = torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
         err = (iou_pred.float() - true_iou)
         err = err.abs() if self.iou_loss == 'l1' else err ** 2
-        validf = valid.to(err.dtype)
-        iou_term = (err * validf).sum(1) / validf.sum(1)
+        if self.supervise_all_iou:
+            iou_term = err.mean(1)
+        else:
+            validf = valid.to(err.dtype)
+            iou_term = (err * validf).sum(1) / validf.sum(1)
 
         obj = F.binary_cross_entropy_with_logits(object_score_logits[:, 0].float(),
                                                  present.float(), reduction='none')

@@ -46,6 +46,20 @@ def test_best_candidate_gets_the_mask_terms_and_iou_head_sees_all_valid():
     assert out0['loss_iou'].item() == pytest.approx(0.25, rel=1e-6)
 
 
+def test_iou_head_is_trained_on_every_candidate_unless_asked_otherwise():
+    gt = torch.tensor([[[1., 1.], [0., 0.]]])
+    good = torch.tensor([[10., 10.], [-10., -10.]])
+    logits = torch.stack([-good, good, good])[None]      # true IoUs: 0, 1, 1
+    iou_pred = torch.tensor([[0.0, 0.0, 0.0]], requires_grad=True)
+    valid = torch.tensor([[True, False, False]])        # a round that trains output 0 only
+    out = _loss()(logits, iou_pred, torch.full((1, 1), 5.0), gt, valid)
+    assert out['loss_iou'].item() == pytest.approx(2 / 3, rel=1e-6)  # L1 mean of 0, 1, 1
+    out['loss_iou'].backward()
+    assert (iou_pred.grad[0, 1:] != 0).all()            # the untrained candidates too
+    only = _loss(supervise_all_iou=False)(logits, iou_pred, torch.full((1, 1), 5.0), gt, valid)
+    assert only['loss_iou'].item() == pytest.approx(0.0)
+
+
 def test_absent_object_only_trains_the_object_score_and_gradients_flow():
     gt = torch.zeros(2, 4, 4)
     gt[0, :2] = 1                                        # object 0 present, object 1 absent
