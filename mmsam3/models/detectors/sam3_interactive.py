@@ -183,19 +183,11 @@ class SAM3Interactive(SAM3):
             out = self.interactive_head(feats, coords, labels, mask_input,
                                         multimask_output=True, img_ids=img_ids)
             logits = out['all_low_res_logits']
+            # round 0: optionally the single-mask output of the one-point prompts as well
+            also_first = ~is_box if round_idx == 0 and self.point_trains_single_mask else None
             terms = self.interactive_loss(logits, out['all_iou_pred'],
-                                          out['object_score_logits'], gt, valid)
+                                          out['object_score_logits'], gt, valid, also_first)
             best = terms.pop('best_index')
-            if round_idx == 0 and self.point_trains_single_mask and not bool(is_box.all()):
-                # the single-mask output on the one-point prompts as well (mask terms only;
-                # the IoU and object terms are counted once above)
-                point = ~is_box
-                single_terms = self.interactive_loss(
-                    logits[point, :1], out['all_iou_pred'][point, :1],
-                    out['object_score_logits'][point], gt[point])
-                share = point.sum() / num  # the loss averages over its own objects
-                for key in ('loss_mask', 'loss_dice'):
-                    terms[key] = terms[key] + single_terms[key] * share
             for key, value in terms.items():
                 losses[key] = losses[key] + value if key in losses else value
             if self.mask_prompt_choice == 'best':

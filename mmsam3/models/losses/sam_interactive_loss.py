@@ -5,7 +5,8 @@ For ``B`` objects, each with ``M`` candidate masks (SAM 3: output 0 = single-mas
 
 - per candidate, a sigmoid focal loss (alpha 0.25, gamma 2, mean over pixels) and a dice loss
   against the object's ground-truth mask (logits bilinearly resized to the mask's size);
-- the mask terms are back-propagated on the best valid candidate only,
+- the mask terms are back-propagated on the best valid candidate only (and on output 0 as
+  well for the objects in ``also_train_first``),
   ``argmin(focal_weight * focal + dice_weight * dice)`` (SAM's multimask loss);
 - the IoU head regresses the true IoU (``(logits > 0)`` vs the mask, no gradient through the
   target), L1 (SAM 2) or MSE (SAM 1), averaged over *every* candidate by default (SAM 2's
@@ -87,7 +88,8 @@ class SAMInteractiveLoss(nn.Module):
                 iou_pred: Tensor,
                 object_score_logits: Tensor,
                 gt_masks: Tensor,
-                valid: Optional[Tensor] = None) -> Dict[str, Tensor]:
+                valid: Optional[Tensor] = None,
+                also_train_first: Optional[Tensor] = None) -> Dict[str, Tensor]:
         """Args:
             mask_logits (Tensor): ``(B, M, h, w)`` candidate mask logits (any resolution).
             iou_pred (Tensor): ``(B, M)`` predicted IoUs.
@@ -95,6 +97,9 @@ class SAMInteractiveLoss(nn.Module):
             gt_masks (Tensor): ``(B, H, W)`` ground-truth masks (bool or 0 / 1).
             valid (Tensor, optional): ``(B, M)`` bool, the candidates this round uses (at least
                 one per object); default all.
+            also_train_first (Tensor, optional): ``(B,)`` bool, objects whose output 0 (the
+                single-mask output) gets the mask terms as well, besides the best valid
+                candidate (``SAM3Interactive(point_trains_single_mask=True)``).
 
         Returns:
             dict: ``loss_mask`` (focal), ``loss_dice``, ``loss_iou``, ``loss_obj``, weighted,
@@ -142,9 +147,17 @@ class SAMInteractiveLoss(nn.Module):
 
         obj = F.binary_cross_entropy_with_logits(object_score_logits[:, 0].float(),
                                                  present.float(), reduction='none')
+        focal_used, dice_used = focal[rows, best], dice[rows, best]
+        if also_train_first is not None:
+            if also_train_first.shape != (num, ):
+                raise ValueError(f'also_train_first must be ({num},) bool, got '
+                                 f'{tuple(also_train_first.shape)}')
+            extra = also_train_first.to(focal.dtype)
+            focal_used = focal_used + focal[:, 0] * extra
+            dice_used = dice_used + dice[:, 0] * extra
         return dict(
-            loss_mask=self.focal_weight * (focal[rows, best] * present).sum() / num,
-            loss_dice=self.dice_weight * (dice[rows, best] * present).sum() / num,
+            loss_mask=self.focal_weight * (focal_used * present).sum() / num,
+            loss_dice=self.dice_weight * (dice_used * present).sum() / num,
             loss_iou=self.iou_weight * (iou_term * present).sum() / num,
             loss_obj=self.object_weight * obj.sum() / num,
             best_index=best)

@@ -83,3 +83,23 @@ def test_bad_input_is_a_clear_error():
     with pytest.raises(ValueError, match='at least one'):
         loss(torch.zeros(1, 3, 4, 4), torch.zeros(1, 3), torch.zeros(1, 1), torch.zeros(1, 4, 4),
              torch.zeros(1, 3, dtype=torch.bool))
+
+
+def test_also_train_first_adds_the_single_mask_output_terms():
+    gt = torch.tensor([[[1., 1.], [0., 0.]]])
+    good = torch.tensor([[10., 10.], [-10., -10.]])
+    logits = torch.stack([-good, good, -good, -good])[None]   # output 0 inverted, 1 exact
+    iou_pred = torch.zeros(1, 4)
+    valid = torch.tensor([[False, True, True, True]])       # a one-point round: multimask
+    loss = _loss()
+    base = loss(logits, iou_pred, torch.full((1, 1), 5.0), gt, valid)
+    both = loss(logits, iou_pred, torch.full((1, 1), 5.0), gt, valid, torch.tensor([True]))
+    assert base['best_index'].tolist() == both['best_index'].tolist() == [1]
+    assert base['loss_dice'].item() < 1e-3
+    # + dice of the inverted output 0: 1 - (0 + 1) / (2 + 2 + 1) = 0.8
+    assert both['loss_dice'].item() == pytest.approx(0.8, abs=1e-3)
+    assert both['loss_mask'].item() > base['loss_mask'].item()
+    off = loss(logits, iou_pred, torch.full((1, 1), 5.0), gt, valid, torch.tensor([False]))
+    assert off['loss_dice'].item() == pytest.approx(base['loss_dice'].item())
+    with pytest.raises(ValueError, match='also_train_first'):
+        loss(logits, iou_pred, torch.full((1, 1), 5.0), gt, valid, torch.tensor([True, False]))
