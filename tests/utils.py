@@ -2,6 +2,9 @@
 import json
 import os
 import os.path as osp
+import subprocess
+import sys
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -84,3 +87,28 @@ def free_port():
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         return s.getsockname()[1]
+
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def run_tool(cmd: Sequence[str], cwd: str, env: Optional[Dict[str, str]] = None,
+             timeout: float = 900) -> Tuple[int, str]:
+    """``cmd`` in a child process with one OpenMP thread and unbuffered output (``env``
+    entries added): ``(return code, stdout + stderr)``."""
+    full_env = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1')
+    full_env.update(env or {})
+    proc = subprocess.run(list(cmd), cwd=cwd, env=full_env, capture_output=True, text=True,
+                          timeout=timeout)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def make_shapes(root: str, train: int = 8, val: int = 4, size: int = 168) -> str:
+    """The synthetic shapes data (``tools/dataset_converters/make_shapes_dataset.py``) in
+    ``root``; returns ``root`` with a trailing slash (a ``data_root``)."""
+    rc, out = run_tool([sys.executable,
+                        osp.join(REPO, 'tools/dataset_converters/make_shapes_dataset.py'), root,
+                        '--train', str(train), '--val', str(val), '--size', str(size)], cwd=root)
+    if rc != 0:
+        raise RuntimeError(f'make_shapes_dataset.py failed:\n{out[-3000:]}')
+    return root.rstrip('/') + '/'

@@ -1,9 +1,7 @@
 """SAM3Interactive trained with SAM's prompt simulation and evaluated in clicks, through a real
 mmengine Runner and tools/test.py on a few synthetic shapes images."""
 import copy
-import os
 import os.path as osp
-import subprocess
 import sys
 
 import pytest
@@ -11,26 +9,11 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
+from tests.utils import run_tool
+
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(REPO, 'configs', 'sam3_interactive',
                   'sam3_tiny-interactive_scratch_1xb4-3k_shapes.py')
-
-
-def _run(cmd, cwd, timeout=900):
-    env = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1')
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)
-    return proc.returncode, proc.stdout + proc.stderr
-
-
-@pytest.fixture(scope='module')
-def shapes(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp('shapes'))
-    rc, out = _run([sys.executable,
-                    osp.join(REPO, 'tools/dataset_converters/make_shapes_dataset.py'), root,
-                    '--train', '8', '--val', '2', '--size', '168'], cwd=root)
-    assert rc == 0, out
-    return root + '/'
 
 
 def _cfg(root, work_dir, max_iters=4):
@@ -82,7 +65,7 @@ def test_training_steps_change_trainable_weights_only_and_test_prints_click_metr
     assert {'backbone', 'tracker_neck', 'interactive_head'} <= changed
     assert not changed & {'neck', 'encoder', 'decoder', 'bbox_head', 'text_encoder'}
 
-    rc, out = _run([sys.executable, osp.join(REPO, 'tools/test.py'), CONFIG,
+    rc, out = run_tool([sys.executable, osp.join(REPO, 'tools/test.py'), CONFIG,
                     str(tmp_path / 'iter_4.pth'), '--work-dir', str(tmp_path / 'test'),
                     '--cfg-options', f'test_dataloader.dataset.data_root={shapes}',
                     'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False'],
@@ -156,7 +139,7 @@ def test_point_prompts_can_also_train_the_single_mask_output(single):
 @pytest.mark.slow
 def test_interactive_learning_check_from_scratch(tmp_path):
     """The learning check itself (about 20 CPU minutes): mIoU@1 >= 0.75, NoC@85 <= 3."""
-    rc, out = _run([sys.executable,
+    rc, out = run_tool([sys.executable,
                     osp.join(REPO, 'tools/analysis_tools/interactive_learning_check.py'),
                     '--threads', '1', '--work-dir', str(tmp_path / 'check'),
                     '--data-root', str(tmp_path / 'shapes')], cwd=REPO, timeout=3600)

@@ -2,35 +2,16 @@
 import json
 import os
 import os.path as osp
-import subprocess
 import sys
 
 import pytest
 import torch
 
 from mmsam3.utils import safe_torch_load
-from tests.utils import free_port
+from tests.utils import free_port, run_tool
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(REPO, 'configs', 'sam3/sam3_tiny_scratch_1xb2-5k_shapes.py')
-
-
-def _run(cmd, cwd, env=None, timeout=900):
-    full_env = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1')
-    full_env.update(env or {})
-    proc = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True,
-                          timeout=timeout)
-    return proc.returncode, proc.stdout + proc.stderr
-
-
-@pytest.fixture(scope='module')
-def shapes(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp('shapes'))
-    rc, out = _run([sys.executable,
-                    osp.join(REPO, 'tools/dataset_converters/make_shapes_dataset.py'), root,
-                    '--train', '8', '--val', '4', '--size', '168'], cwd=root)
-    assert rc == 0, out
-    return root + '/'
 
 
 def _options(root, bpe_path, max_iters, interval=1):
@@ -62,17 +43,17 @@ def _lr_by_iter(work_dir):
     return lrs
 
 
-def test_resume_matches_uninterrupted_run(shapes, bpe_path, tmp_path):
+def test_resume_matches_uninterruptedrun_tool(shapes, bpe_path, tmp_path):
     train = [sys.executable, osp.join(REPO, 'tools/train.py'), CONFIG]
     straight, resumed = str(tmp_path / 'straight'), str(tmp_path / 'resumed')
-    rc, out = _run(train + ['--work-dir', straight, '--cfg-options'] +
+    rc, out = run_tool(train + ['--work-dir', straight, '--cfg-options'] +
                    _options(shapes, bpe_path, 4), cwd=str(tmp_path))
     assert rc == 0, out[-3000:]
     # "Killed" after the checkpoint of iteration 2, then resumed to the same end.
-    rc, out = _run(train + ['--work-dir', resumed, '--cfg-options'] +
+    rc, out = run_tool(train + ['--work-dir', resumed, '--cfg-options'] +
                    _options(shapes, bpe_path, 4) + ['train_cfg.max_iters=2'], cwd=str(tmp_path))
     assert rc == 0, out[-3000:]
-    rc, out = _run(train + ['--work-dir', resumed, '--resume', '--cfg-options'] +
+    rc, out = run_tool(train + ['--work-dir', resumed, '--resume', '--cfg-options'] +
                    _options(shapes, bpe_path, 4), cwd=str(tmp_path))
     assert rc == 0, out[-3000:]
     assert 'resumed epoch: 0, iter: 2' in out
@@ -91,7 +72,7 @@ def test_dist_train_shapes_two_processes(shapes, bpe_path, tmp_path):
     cmd = ['bash', osp.join(REPO, 'tools/dist_train.sh'), CONFIG, '2', '--work-dir', work_dir,
            '--cfg-options'] + _options(shapes, bpe_path, 2, interval=2)
     env = {'PORT': str(free_port()), 'PYTHON': sys.executable}
-    rc, out = _run(cmd, cwd=str(tmp_path), env=env)
+    rc, out = run_tool(cmd, cwd=str(tmp_path), env=env)
     assert rc == 0, out[-3000:]
     assert 'Distributed training: True' in out
     ckpt = safe_torch_load(osp.join(work_dir, 'iter_2.pth'))
@@ -103,7 +84,7 @@ def test_dist_train_shapes_two_processes(shapes, bpe_path, tmp_path):
 @pytest.mark.slow
 def test_learning_check_reaches_ap50(bpe_path, tmp_path):
     """The full from-scratch learning check (about 20 minutes on 2 cores)."""
-    rc, out = _run([sys.executable, osp.join(REPO, 'tools/analysis_tools/learning_check.py'),
+    rc, out = run_tool([sys.executable, osp.join(REPO, 'tools/analysis_tools/learning_check.py'),
                     '--data-root', str(tmp_path / 'data'), '--work-dir',
                     str(tmp_path / 'work'), '--bpe', bpe_path], cwd=str(tmp_path), timeout=3600)
     assert rc == 0 and 'PASS' in out, out[-3000:]
@@ -121,7 +102,7 @@ def test_tools_test_prints_coco_ap_and_cgf1(shapes, bpe_path, tmp_path):
     cfg.model.tokenizer.bpe_path = bpe_path
     ckpt = str(tmp_path / 'tiny.pth')
     torch.save(dict(state_dict=MODELS.build(cfg.model).state_dict(), meta=dict()), ckpt)
-    rc, out = _run([sys.executable, osp.join(REPO, 'tools/test.py'), CONFIG, ckpt, '--work-dir',
+    rc, out = run_tool([sys.executable, osp.join(REPO, 'tools/test.py'), CONFIG, ckpt, '--work-dir',
                     str(tmp_path / 'test'), '--out', str(tmp_path / 'results.pkl'),
                     '--cfg-options'] + _options(shapes, bpe_path, 1)[:8] +
                    ['test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False'],
@@ -136,7 +117,7 @@ def test_tools_test_prints_coco_ap_and_cgf1(shapes, bpe_path, tmp_path):
 def test_learning_check_refuses_data_of_another_preset(shapes, bpe_path, tmp_path):
     """An existing data root with the compositional categories is not silently reused for the
     (distinct-preset) check: it stops before training, naming the file."""
-    rc, out = _run([sys.executable, osp.join(REPO, 'tools/analysis_tools/learning_check.py'),
+    rc, out = run_tool([sys.executable, osp.join(REPO, 'tools/analysis_tools/learning_check.py'),
                     '--data-root', shapes, '--work-dir', str(tmp_path / 'work'), '--bpe',
                     bpe_path], cwd=str(tmp_path))
     assert rc != 0
