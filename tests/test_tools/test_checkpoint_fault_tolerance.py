@@ -20,7 +20,6 @@ import pytest
 from mmsam3.utils import checkpoint_read_error, safe_torch_load
 from tests.test_tools.test_train_sam3_shapes import CONFIG as SHAPES_CONFIG
 from tests.test_tools.test_train_sam3_shapes import _options as _shapes_options
-from tests.test_tools.test_train_sam3_shapes import shapes  # noqa: F401  (fixture)
 from tests.test_tools.test_train_tools import TINY_CFG, _data_options, tiny_coco  # noqa: F401
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from mmsam3.utils import safe_torch_load
-from tests.test_tools.test_train_sam3_shapes import _options, _run, shapes  # noqa: F401
-from tests.utils import free_port
+from tests.test_tools.test_train_sam3_shapes import _options
+from tests.utils import free_port, run_tool
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DDP_CFG = osp.join(REPO, 'configs', 'sam3', 'sam3_tiny_scratch_1xb2-5k_shapes.py')
@@ -88,8 +88,8 @@ def test_fsdp_matches_ddp_saves_full_state_and_resumes(shapes, bpe_path, tmp_pat
         cmd = ['bash', osp.join(REPO, 'tools', 'dist_train.sh'), configs[name], '2',
                '--work-dir', work_dir, *extra, '--cfg-options',
                *_options(shapes, bpe_path, max_iters, interval)]
-        rc, out = _run(cmd, cwd=str(tmp_path),
-                       env={'PORT': str(free_port()), 'PYTHON': sys.executable})
+        rc, out = run_tool(cmd, cwd=str(tmp_path),
+                           env={'PORT': str(free_port()), 'PYTHON': sys.executable})
         assert rc == 0, out[-4000:]
         return out
 
