@@ -6,7 +6,7 @@
 #   python tools/analysis_tools/interactive_learning_check.py --config \
 #       configs/sam3_interactive/sam3_tiny-interactive_heads-ft_1xb4-300_shapes.py \
 #       --load-from work_dirs/sam3_tiny_scratch_1xb2-5k_shapes/iter_5000.pth
-_base_ = ['./sam3_tiny-interactive_scratch_1xb4-3k_shapes.py']
+_base_ = ['./sam3_tiny-interactive_scratch_1xb4-5k_shapes.py']
 
 load_from = 'work_dirs/sam3_tiny_scratch_1xb2-5k_shapes/iter_5000.pth'
 
@@ -15,7 +15,9 @@ load_from = 'work_dirs/sam3_tiny_scratch_1xb2-5k_shapes/iter_5000.pth'
 model = dict(frozen_modules=('backbone', 'neck', 'text_encoder', 'geometry_encoder', 'encoder',
                              'decoder', 'bbox_head'),
              point_trains_single_mask=False,
-             mask_prompt_choice='iou')
+             mask_prompt_choice='iou',
+             # the loss as measured for this config (upsampled logits, SAM 2)
+             interactive_loss=dict(low_res_targets=False))
 
 max_iters = 300
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)

@@ -13,7 +13,7 @@ from tests.utils import run_tool
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(REPO, 'configs', 'sam3_interactive',
-                  'sam3_tiny-interactive_scratch_1xb4-3k_shapes.py')
+                  'sam3_tiny-interactive_scratch_1xb4-5k_shapes.py')
 
 
 def _cfg(root, work_dir, max_iters=4):

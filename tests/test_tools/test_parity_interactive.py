@@ -69,6 +69,29 @@ def test_stability_fallback_equals_meta():
     assert 0 < int(stable.sum()) < 64  # both branches taken
 
 
+@pytest.mark.parametrize('points', [1, 2, 5])
+def test_two_way_transformer_at_sam3_width_equals_meta(points):
+    """SAM 3's decoder width (256, 8 heads), where a few clicks take the folded
+    cross-attentions (SAMAttention.fold_projections), against Meta's TwoWayTransformer."""
+    from sam3.sam.transformer import TwoWayTransformer as MetaTwoWay
+
+    from mmsam3.models.layers import TwoWayTransformer
+
+    torch.manual_seed(0)
+    meta = MetaTwoWay(depth=2, embedding_dim=256, num_heads=8, mlp_dim=2048).eval()
+    ours = TwoWayTransformer(depth=2, embed_dims=256, num_heads=8, mlp_dims=2048).eval()
+    ours.load_state_dict(meta.state_dict())
+    image, pe = torch.randn(1, 256, 36, 36), torch.randn(1, 256, 36, 36)
+    tokens = torch.randn(1, 6 + points + 1, 256)  # output tokens, clicks, padding point
+    folds = [m._fold(tokens.shape[1], 36 * 36) for m in ours.modules()
+             if hasattr(m, '_fold') and m.internal_dims == 128]
+    assert ('keys' in folds) == (points < 9)
+    with torch.no_grad():
+        ref, got = meta(image, pe, tokens), ours(image, pe, tokens)
+    for a, b in zip(got, ref):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+
+
 @pytest.mark.slow
 def test_full_size_predict_inst_parity(tmp_path, bpe_path):
     image = _photo_jpeg(tmp_path / 'photo.jpg', 512, 600, 0)

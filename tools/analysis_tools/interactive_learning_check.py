@@ -27,7 +27,7 @@ import time
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(REPO, 'configs', 'sam3_interactive',
-                  'sam3_tiny-interactive_scratch_1xb4-3k_shapes.py')
+                  'sam3_tiny-interactive_scratch_1xb4-5k_shapes.py')
 KEYS = ('click/mIoU@1', 'click/mIoU@5', 'click/NoC@85', 'click/NoC@90', 'click/NoF@85',
         'click/NoF@90', 'click/num_objects')
 

@@ -103,7 +103,9 @@ class SAM3InteractiveHead(BaseModule):
         ``(B_img, C, 4h, 4w)``, ``(B_img, C, 2h, 2w)``, ``(B_img, C, h, w)``.
 
         Returns ``dict(image_embed (B_img, C, h, w), feat_s0 (B_img, C/8, 4h, 4w),
-        feat_s1 (B_img, C/4, 2h, 2w))``.
+        feat_s1 (B_img, C/4, 2h, 2w))``; in eval mode (not while tracing / exporting) also
+        ``high_res_blocks``, the two skip features in the blocked upscaling's order
+        (:meth:`SAMMaskDecoder.block_high_res`), which every later click reuses.
         """
         if isinstance(tracker_feats, dict):
             return tracker_feats
@@ -113,7 +115,12 @@ class SAM3InteractiveHead(BaseModule):
         s0, s1, embed = tracker_feats
         feat_s0, feat_s1 = self.mask_decoder.project_high_res(s0, s1)
         image_embed = embed + self.no_mem_embed.reshape(1, -1, 1, 1).to(embed.dtype)
-        return dict(image_embed=image_embed, feat_s0=feat_s0, feat_s1=feat_s1)
+        feats = dict(image_embed=image_embed, feat_s0=feat_s0, feat_s1=feat_s1)
+        exporting = torch.jit.is_tracing() or torch.jit.is_scripting() or \
+            torch.onnx.is_in_onnx_export()
+        if not self.training and not exporting and self.mask_decoder.use_high_res_features:
+            feats['high_res_blocks'] = self.mask_decoder.block_high_res(feat_s0, feat_s1)
+        return feats
 
     def forward(self,
                 tracker_feats: Union[Sequence[Tensor], Dict[str, Tensor]],
@@ -159,6 +166,10 @@ class SAM3InteractiveHead(BaseModule):
                              f'{self.low_res_size[1]}) low-res logits; got '
                              f'{tuple(mask_input.shape)}')
         image_embed, feat_s0, feat_s1 = feats['image_embed'], feats['feat_s0'], feats['feat_s1']
+        # The blocked upscaling where every prompt is on the one image (the predictor, the
+        # click simulator); the skip features broadcast over the prompts.
+        blocks = feats.get('high_res_blocks') if img_ids is None and \
+            image_embed.shape[0] == 1 else None
         if img_ids is not None:
             image_embed, feat_s0, feat_s1 = (x[img_ids] for x in (image_embed, feat_s0, feat_s1))
         elif image_embed.shape[0] != bs:
@@ -170,7 +181,8 @@ class SAM3InteractiveHead(BaseModule):
         out = self.mask_decoder(image_embed, self.prompt_encoder.get_dense_pe().to(image_embed),
                                 sparse.to(image_embed.dtype), dense.to(image_embed.dtype),
                                 multimask_output=multimask_output,
-                                high_res_features=(feat_s0, feat_s1))
+                                high_res_features=(feat_s0, feat_s1),
+                                high_res_blocks=blocks)
         return dict(low_res_logits=out['masks'], iou_pred=out['iou_pred'],
                     object_score_logits=out['object_score_logits'],
                     all_low_res_logits=out['all_masks'], all_iou_pred=out['all_iou_pred'],

@@ -16,10 +16,20 @@ returns outputs 1..3 for ``multimask_output=True``; otherwise output 0, or (in e
 ``dynamic_multimask_via_stability``) the best-IoU multimask output where output 0 is unstable
 (IoU of its ``> delta`` and ``> -delta`` areas below ``thresh``), with tensor ops only.
 Parameter names equal Meta's ``tracker.sam_mask_decoder.*`` (``sam3/sam/mask_decoder.py``).
+
+For clicks on an image already encoded, the upscaling can run *blocked*
+(:meth:`SAMMaskDecoder.block_high_res`, once per image): a 2 x 2, stride-2 transposed
+convolution maps every input pixel to its own 2 x 2 output block, i.e. it is one matrix
+product per pixel, so both transposed convolutions, the skip additions, the channel
+LayerNorm, the GELUs and the hypernetwork product run on ``(pixels, channels)`` matrices kept in
+block order, with the skip features rearranged to that order once, and only the four output
+masks are put back into raster order. Same function as the convolution path, without its
+layout conversions.
 """
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 from mmdet.registry import MODELS
 from torch import Tensor, nn
 
@@ -107,9 +117,45 @@ class SAMMaskDecoder(nn.Module):
         """``conv_s0`` / ``conv_s1`` on the 4x / 2x tracker-neck levels (once per image)."""
         return self.conv_s0(feat_s0), self.conv_s1(feat_s1)
 
+    def block_high_res(self, feat_s0: Tensor, feat_s1: Tensor) -> Tuple[Tensor, Tensor]:
+        """The projected skip features in the blocked upscaling's order (once per image),
+        each with the bias of the transposed convolution it is added to (so the per-click
+        products need none): ``feat_s1 (B, C/4, 2h, 2w)`` -> ``(B, 4 h w, C/4)``, rows
+        ``(i, j, di, dj)`` for pixel ``(2i + di, 2j + dj)``; ``feat_s0 (B, C/8, 4h, 4w)`` ->
+        ``(B, 16 h w, C/8)``, rows ``(i, j, di, dj, ei, ej)`` for pixel
+        ``(4i + 2di + ei, 4j + 2dj + ej)``. Made from the decoder's weights at the time: make
+        them again after loading others."""
+        dc1, _, _, dc2, _ = self.output_upscaling
+        b, c1, h2, w2 = feat_s1.shape
+        h, w = h2 // 2, w2 // 2
+        s1 = feat_s1.reshape(b, c1, h, 2, w, 2).permute(0, 2, 4, 3, 5, 1)
+        c0 = feat_s0.shape[1]
+        s0 = feat_s0.reshape(b, c0, h, 2, 2, w, 2, 2).permute(0, 2, 5, 3, 6, 4, 7, 1)
+        return (s0.reshape(b, 16 * h * w, c0) + dc2.bias.to(s0.dtype),
+                s1.reshape(b, 4 * h * w, c1) + dc1.bias.to(s1.dtype))
+
+    def _upscale_blocked(self, src: Tensor, size: Tuple[int, int], s0_blocks: Tensor,
+                         s1_blocks: Tensor, hyper_in: Tensor) -> Tensor:
+        """Masks ``(B, M, 4h, 4w)`` from the transformer's image tokens ``src (B, h w, C)``
+        (module doc); ``hyper_in (B, M, C/8)``."""
+        dc1, ln1, act1, dc2, act2 = self.output_upscaling
+        b, (h, w), num = src.shape[0], size, hyper_in.shape[1]
+        # ConvTranspose2d weight (C_in, C_out, 2, 2) -> rows (di, dj, out) of a linear map.
+        # (the biases are in the blocks already: block_high_res)
+        c1, c0 = dc1.out_channels, dc2.out_channels
+        w1 = dc1.weight.permute(2, 3, 1, 0).reshape(4 * c1, -1)
+        up = F.linear(src, w1).view(b, 4 * h * w, c1).add_(s1_blocks)
+        up = act1(F.layer_norm(up, (c1, ), ln1.weight, ln1.bias, ln1.eps))
+        w2 = dc2.weight.permute(2, 3, 1, 0).reshape(4 * c0, -1)
+        up = act2(F.linear(up, w2).view(b, 16 * h * w, c0).add_(s0_blocks))
+        masks = hyper_in @ up.transpose(1, 2)  # (B, M, 16 h w), columns in block order
+        masks = masks.view(b, num, h, w, 2, 2, 2, 2).permute(0, 1, 2, 4, 6, 3, 5, 7)
+        return masks.reshape(b, num, 4 * h, 4 * w)
+
     def predict_masks(self, image_embeddings: Tensor, image_pe: Tensor, sparse: Tensor,
                       dense: Tensor,
-                      high_res_features: Optional[Sequence[Tensor]] = None) -> Dict[str, Tensor]:
+                      high_res_features: Optional[Sequence[Tensor]] = None,
+                      high_res_blocks: Optional[Sequence[Tensor]] = None) -> Dict[str, Tensor]:
         """All ``1 + num_multimask_outputs`` outputs.
 
         Args:
@@ -118,6 +164,8 @@ class SAMMaskDecoder(nn.Module):
             sparse (Tensor): ``(B, N, C)`` prompt tokens; dense ``(B, C, h, w)``.
             high_res_features: ``(feat_s0 (B, C/8, 4h, 4w), feat_s1 (B, C/4, 2h, 2w))``, already
                 projected (:meth:`project_high_res`).
+            high_res_blocks: the same in block order (:meth:`block_high_res`, batch B or 1):
+                the blocked upscaling (module doc) runs instead of the convolutions.
 
         Returns:
             dict: ``masks (B, 4, 4h, 4w)`` logits, ``iou_pred (B, 4)``, ``mask_tokens (B, 4, C)``,
@@ -139,19 +187,22 @@ class SAMMaskDecoder(nn.Module):
         hs, src = self.transformer(src, pos_src, tokens)
         iou_token_out = hs[:, s, :]
         mask_tokens_out = hs[:, s + 1:s + 1 + self.num_mask_tokens, :]
-        src = src.transpose(1, 2).reshape(b, c, h, w)
-        if not self.use_high_res_features:
-            up = self.output_upscaling(src)
-        else:
-            dc1, ln1, act1, dc2, act2 = self.output_upscaling
-            feat_s0, feat_s1 = high_res_features
-            up = act1(ln1(dc1(src) + feat_s1))
-            up = act2(dc2(up) + feat_s0)
         hyper_in = torch.stack([
             mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)
         ], dim=1)
-        b, c, h, w = up.shape
-        masks = (hyper_in @ up.view(b, c, h * w)).view(b, -1, h, w)
+        if high_res_blocks is not None and self.use_high_res_features:
+            masks = self._upscale_blocked(src, (h, w), *high_res_blocks, hyper_in)
+        else:
+            src = src.transpose(1, 2).reshape(b, c, h, w)
+            if not self.use_high_res_features:
+                up = self.output_upscaling(src)
+            else:
+                dc1, ln1, act1, dc2, act2 = self.output_upscaling
+                feat_s0, feat_s1 = high_res_features
+                up = act1(ln1(dc1(src) + feat_s1))
+                up = act2(dc2(up) + feat_s0)
+            b, c, h, w = up.shape
+            masks = (hyper_in @ up.view(b, c, h * w)).view(b, -1, h, w)
         iou_pred = self.iou_prediction_head(iou_token_out)
         if self.iou_prediction_use_sigmoid:
             iou_pred = iou_pred.sigmoid()
@@ -189,7 +240,8 @@ class SAMMaskDecoder(nn.Module):
 
     def forward(self, image_embeddings: Tensor, image_pe: Tensor, sparse: Tensor, dense: Tensor,
                 multimask_output: bool = True,
-                high_res_features: Optional[Sequence[Tensor]] = None) -> Dict[str, Tensor]:
+                high_res_features: Optional[Sequence[Tensor]] = None,
+                high_res_blocks: Optional[Sequence[Tensor]] = None) -> Dict[str, Tensor]:
         """:meth:`predict_masks` then :meth:`select`.
 
         Returns:
@@ -197,7 +249,8 @@ class SAMMaskDecoder(nn.Module):
             ``sam_tokens`` (the video tracker's pointer tokens) and ``all_masks`` /
             ``all_iou_pred`` (the four outputs, for training losses).
         """
-        out = self.predict_masks(image_embeddings, image_pe, sparse, dense, high_res_features)
+        out = self.predict_masks(image_embeddings, image_pe, sparse, dense, high_res_features,
+                                 high_res_blocks)
         masks, iou_pred = self.select(out['masks'], out['iou_pred'], multimask_output)
         tokens = out['mask_tokens']
         sam_tokens = (tokens[:, 1:] if multimask_output and self.use_multimask_token_for_obj_ptr

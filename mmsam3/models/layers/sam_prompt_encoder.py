@@ -125,10 +125,26 @@ class SAMPromptEncoder(nn.Module):
             nn.Conv2d(mask_in_chans, embed_dims, kernel_size=1),
         )
         self.no_mask_embed = nn.Embedding(1, embed_dims)
+        self._dense_pe, self._dense_pe_key = None, None
 
     def get_dense_pe(self) -> Tensor:
-        """Position encoding of the feature grid, ``(1, C, h, w)``."""
-        return self.pe_layer(self.image_embedding_size).unsqueeze(0)
+        """Position encoding of the feature grid, ``(1, C, h, w)``.
+
+        A constant of the model: computed once and reused (every click needs it) while the
+        ``(2, C/2)`` frequency buffer holds the same values on the same device (compared
+        each call; a checkpoint load or a move recomputes it); traced and exported graphs
+        compute it."""
+        if torch.jit.is_tracing() or torch.jit.is_scripting() or \
+                torch.onnx.is_in_onnx_export():
+            return self.pe_layer(self.image_embedding_size).unsqueeze(0)
+        freq = self.pe_layer.positional_encoding_gaussian_matrix
+        cached = self._dense_pe_key
+        if cached is None or cached[0] != self.image_embedding_size or \
+                cached[1].device != freq.device or not torch.equal(cached[1], freq):
+            with torch.no_grad():
+                self._dense_pe = self.pe_layer(self.image_embedding_size).unsqueeze(0)
+            self._dense_pe_key = (self.image_embedding_size, freq.detach().clone())
+        return self._dense_pe
 
     def embed_points(self, points: Tensor, labels: Tensor, pad: bool = True) -> Tensor:
         """``(B, N, 2)`` pixels and ``(B, N)`` labels -> ``(B, N [+1], C)``."""

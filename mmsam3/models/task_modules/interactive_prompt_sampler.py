@@ -69,10 +69,18 @@ class InteractivePromptSampler:
     def uniform_points(masks: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
         """One pixel drawn uniformly from each ``(H, W)`` mask: ``(B, 2)`` float ``(x, y)``.
         An empty mask gives a pixel drawn from the whole image."""
-        flat = masks.flatten(1).float()
-        empty = flat.sum(1) == 0
-        flat[empty] = 1.0
-        idx = torch.multinomial(flat.cpu(), 1, generator=generator)[:, 0].to(masks.device)
+        # The k-th set pixel for k uniform in [0, count): a cumulative count and a binary
+        # search (an order of magnitude cheaper than torch.multinomial on H * W weights).
+        flat = masks.flatten(1)
+        empty = ~flat.any(1)
+        if bool(empty.any()):
+            flat = flat.clone()
+            flat[empty] = True
+        cum = flat.cumsum(1, dtype=torch.int32)
+        count = cum[:, -1].long()
+        draw = torch.rand(len(count), dtype=torch.float64, generator=generator)
+        k = torch.minimum((draw.to(count.device) * count).long(), count - 1)
+        idx = torch.searchsorted(cum, (k + 1).to(cum.dtype)[:, None].contiguous())[:, 0]
         width = masks.shape[-1]
         return torch.stack([idx % width, idx // width], 1).float()
 

@@ -132,3 +132,50 @@ def test_hole_filling_matches_scipy_8_connectivity():
         hole = (lab > 0) & (sizes[lab] <= 6)
         expect = torch.where(torch.from_numpy(hole), torch.tensor(10.0), logits[i, 0])
         assert torch.equal(filled[i, 0], expect)
+
+
+def test_dense_position_encoding_reused_until_the_frequencies_change():
+    from mmsam3.models.layers import SAMPromptEncoder
+
+    enc = SAMPromptEncoder(embed_dims=64, image_embedding_size=(12, 12),
+                           input_image_size=(168, 168))
+    first = enc.get_dense_pe()
+    assert first.shape == (1, 64, 12, 12)
+    torch.testing.assert_close(first, enc.pe_layer((12, 12))[None], rtol=0, atol=0)
+    assert enc.get_dense_pe() is first  # one computation per model, not per click
+    state = enc.state_dict()
+    state['pe_layer.positional_encoding_gaussian_matrix'] = torch.randn(2, 32)
+    enc.load_state_dict(state)  # a checkpoint with other frequencies
+    after = enc.get_dense_pe()
+    assert not torch.equal(after, first)
+    torch.testing.assert_close(after, enc.pe_layer((12, 12))[None], rtol=0, atol=0)
+    with torch.no_grad():  # changed through .data (no version bump): still noticed
+        enc.pe_layer.positional_encoding_gaussian_matrix.data.mul_(2)
+    torch.testing.assert_close(enc.get_dense_pe(), enc.pe_layer((12, 12))[None], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize('with_mask', [False, True])
+def test_blocked_upscaling_equals_the_convolutions(with_mask):
+    """Eval-mode image_feats carry the skip features in block order; the decoder's blocked
+    upscaling then gives the transposed-convolution path's outputs."""
+    head = build_interactive(seed=1).interactive_head.eval()
+    with torch.no_grad():
+        for p in head.parameters():
+            if p.dim() == 1:  # non-zero biases (the blocks carry the convolutions' biases)
+                p.normal_(0, 0.1)
+        g = torch.Generator().manual_seed(0)
+        levels = [torch.randn(1, 64, 48, 48, generator=g), torch.randn(1, 64, 24, 24, generator=g),
+                  torch.randn(1, 64, 12, 12, generator=g)]
+        feats = head.image_feats(levels)
+        assert 'high_res_blocks' in feats
+        plain = {k: v for k, v in feats.items() if k != 'high_res_blocks'}
+        pts = torch.tensor([[[30., 40.], [60., 70.]], [[10., 20.], [150., 160.]]])
+        lbl = torch.tensor([[1, 0], [2, 3]], dtype=torch.int32)
+        mask = torch.randn(2, 1, 48, 48, generator=g) if with_mask else None
+        a = head(feats, pts, lbl, mask, True)
+        b = head(plain, pts, lbl, mask, True)
+    torch.testing.assert_close(a['all_low_res_logits'], b['all_low_res_logits'], rtol=0,
+                               atol=1e-5)
+    torch.testing.assert_close(a['all_iou_pred'], b['all_iou_pred'], rtol=0, atol=1e-6)
+    assert 'high_res_blocks' not in head.train().image_feats(levels)  # training: convolutions
+

@@ -103,3 +103,27 @@ def test_also_train_first_adds_the_single_mask_output_terms():
     assert off['loss_dice'].item() == pytest.approx(base['loss_dice'].item())
     with pytest.raises(ValueError, match='also_train_first'):
         loss(logits, iou_pred, torch.full((1, 1), 5.0), gt, valid, torch.tensor([True, False]))
+
+
+def test_low_res_targets_average_the_mask_down_to_the_logits():
+    # A 4 x 4 mask whose top-left 2 x 2 block is 3/4 covered; the logits are 2 x 2.
+    gt = torch.zeros(1, 4, 4)
+    gt[0, 0, :2] = 1
+    gt[0, 1, 0] = 1
+    gt[0, 2:, 2:] = 1                                    # bottom-right block fully covered
+    logits = torch.zeros(1, 1, 2, 2)                     # p = 0.5
+    out = _loss(low_res_targets=True)(logits, torch.zeros(1, 1), torch.zeros(1, 1), gt)
+    target = torch.tensor([0.75, 0.0, 0.0, 1.0])
+    # soft-target focal per pixel: BCE(0.5; t) = ln2, (1 - p_t)^2 = 0.25, alpha weight
+    # 0.25 t + 0.75 (1 - t)
+    focal = (math.log(2) * 0.25 * (0.25 * target + 0.75 * (1 - target))).mean()
+    assert out['loss_mask'].item() == pytest.approx(20 * focal.item(), rel=1e-6)
+    dice = 1 - (2 * (0.5 * target).sum() + 1) / (0.5 * 4 + target.sum() + 1)
+    assert out['loss_dice'].item() == pytest.approx(dice.item(), rel=1e-6)
+    # the default upsamples the logits to the mask instead: a different (full-res) target
+    full = _loss()(logits, torch.zeros(1, 1), torch.zeros(1, 1), gt)
+    assert full['loss_dice'].item() != pytest.approx(out['loss_dice'].item())
+    # an empty mask stays absent at low resolution (only the object term)
+    empty = _loss(low_res_targets=True)(logits, torch.zeros(1, 1), torch.zeros(1, 1),
+                                        torch.zeros(1, 4, 4))
+    assert empty['loss_mask'].item() == 0 and empty['loss_dice'].item() == 0

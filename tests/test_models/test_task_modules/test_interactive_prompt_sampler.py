@@ -82,3 +82,23 @@ def test_object_cap_and_bad_input():
         sampler.first_prompts(torch.zeros(4, 4, dtype=torch.bool))
     with pytest.raises(ValueError, match='differ'):
         sampler.correction_clicks(torch.zeros(1, 4, 4), torch.zeros(1, 4, 5))
+
+
+def test_uniform_points_draw_every_pixel_of_the_mask_equally_often():
+    from mmsam3.models.task_modules import InteractivePromptSampler
+
+    mask = torch.zeros(1, 6, 7, dtype=torch.bool)
+    cells = [(0, 0), (1, 5), (3, 2), (5, 6)]           # (y, x)
+    for y, x in cells:
+        mask[0, y, x] = True
+    g = torch.Generator().manual_seed(0)
+    pts = InteractivePromptSampler.uniform_points(mask.expand(4000, -1, -1), g)
+    counts = {c: 0 for c in cells}
+    for x, y in pts.long().tolist():
+        counts[(y, x)] += 1                              # KeyError: a pixel outside the mask
+    # 1000 expected each; 5 standard deviations of a binomial(4000, 1/4) is about 137
+    assert all(abs(n - 1000) < 137 for n in counts.values()), counts
+    # an empty mask: a pixel anywhere in the image
+    anywhere = InteractivePromptSampler.uniform_points(torch.zeros(500, 6, 7, dtype=torch.bool), g)
+    assert anywhere[:, 0].min() >= 0 and anywhere[:, 0].max() <= 6
+    assert len({tuple(p) for p in anywhere.long().tolist()}) > 30

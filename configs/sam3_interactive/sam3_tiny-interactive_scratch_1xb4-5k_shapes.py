@@ -2,9 +2,9 @@
 # ViT + tracker neck + SAM prompt encoder / mask decoder train; the concept parts are idle.
 #   python tools/dataset_converters/make_shapes_dataset.py data/shapes --train 800 --val 40 \
 #       --size 168 --radius 0.15 0.25 --preset distinct
-#   python tools/train.py configs/sam3_interactive/sam3_tiny-interactive_scratch_1xb4-3k_shapes.py
-#   python tools/test.py configs/sam3_interactive/sam3_tiny-interactive_scratch_1xb4-3k_shapes.py \
-#       work_dirs/.../iter_3000.pth          # prints click/mIoU@k, NoC@85, NoC@90, NoF@...
+#   python tools/train.py configs/sam3_interactive/sam3_tiny-interactive_scratch_1xb4-5k_shapes.py
+#   python tools/test.py configs/sam3_interactive/sam3_tiny-interactive_scratch_1xb4-5k_shapes.py \
+#       work_dirs/.../iter_5000.pth          # prints click/mIoU@k, NoC@85, NoC@90, NoF@...
 #   python tools/analysis_tools/interactive_learning_check.py   # untrained vs trained, CPU min
 _base_ = [
     '../_base_/models/sam3_tiny_interactive.py',
@@ -19,20 +19,24 @@ model = dict(
     frozen_modules=('neck', 'text_encoder', 'geometry_encoder', 'encoder', 'decoder',
                     'bbox_head'),
     prompt_sampler=dict(type='InteractivePromptSampler', prob_box=0.5, max_objects=8),
+    # SAM's losses, computed at the 48 x 48 low resolution against area-averaged masks (the
+    # 168 x 168 loss was two thirds of a CPU step; same learning per iteration).
     interactive_loss=dict(type='SAMInteractiveLoss', focal_weight=20.0, dice_weight=1.0,
-                          iou_weight=1.0, object_weight=1.0, supervise_all_iou=True),
+                          iou_weight=1.0, object_weight=1.0, supervise_all_iou=True,
+                          low_res_targets=True),
     # SAM's 11 iterations scaled down for a CPU: first prompt + 2 clicks + 1 without a click.
     num_correction_rounds=2,
     num_no_click_rounds=1,
     num_clicks=20,
     # From scratch on shapes (few objects per image, one colour each) the best-of-3 loss alone
-    # lets the 3 candidates specialise by colour and ignore the click, and the untrained IoU
-    # head picks poor mask prompts: train the single-mask output on one-point prompts too and
-    # feed the candidate closest to the ground truth to the next round (see the class doc).
+    # lets the 3 candidates specialise by colour and ignore the click: train the single-mask
+    # output on one-point prompts too (see the class doc). The next round's mask prompt is
+    # SAM's: the candidate with the highest predicted IoU, as in evaluation, so training
+    # meets the wrong mask prompts (another object of the same colour) that clicks must undo.
     point_trains_single_mask=True,
-    mask_prompt_choice='best')
+    mask_prompt_choice='iou')
 
-max_iters = 3000
+max_iters = 5000
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
