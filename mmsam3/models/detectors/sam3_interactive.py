@@ -73,8 +73,9 @@ class SAM3Interactive(SAM3):
             simulator and the predictor choose) or ``'best'`` (the candidate the mask loss
             trained, i.e. the one closest to the ground truth). Measured on the shapes data
             from scratch, ``'best'`` trains the model to trust mask prompts that evaluation
-            does not give it (with ``'iou'``, 6000 iterations reach NoC@85 1.00 against 3.14;
-            docs/interactive.md), so ``'iou'`` is the default and the configs' choice.
+            does not give it (its failures were same-coloured second shapes; with ``'iou'``
+            the loss falls earlier, see docs/interactive.md), so ``'iou'`` is the default and
+            the configs' choice.
         frozen_modules (Sequence[str]): default :data:`INTERACTIVE_FROZEN_MODULES`.
         **kwargs: :class:`SAM3` arguments; ``tracker_neck`` and ``interactive_head`` are
             required.
