@@ -104,8 +104,9 @@ class SAM3InteractiveHead(BaseModule):
 
         Returns ``dict(image_embed (B_img, C, h, w), feat_s0 (B_img, C/8, 4h, 4w),
         feat_s1 (B_img, C/4, 2h, 2w))``; in eval mode (not while tracing / exporting) also
-        ``high_res_blocks``, the two skip features in the blocked upscaling's order
-        (:meth:`SAMMaskDecoder.block_high_res`), which every later click reuses.
+        ``feat_s0_blocks`` / ``feat_s1_blocks``, the two skip features in the blocked
+        upscaling's order (:meth:`SAMMaskDecoder.block_high_res`), which every later click
+        reuses. Every value is a tensor with the images on its first dimension.
         """
         if isinstance(tracker_feats, dict):
             return tracker_feats
@@ -119,7 +120,8 @@ class SAM3InteractiveHead(BaseModule):
         exporting = torch.jit.is_tracing() or torch.jit.is_scripting() or \
             torch.onnx.is_in_onnx_export()
         if not self.training and not exporting and self.mask_decoder.use_high_res_features:
-            feats['high_res_blocks'] = self.mask_decoder.block_high_res(feat_s0, feat_s1)
+            feats['feat_s0_blocks'], feats['feat_s1_blocks'] = \
+                self.mask_decoder.block_high_res(feat_s0, feat_s1)
         return feats
 
     def forward(self,
@@ -168,8 +170,9 @@ class SAM3InteractiveHead(BaseModule):
         image_embed, feat_s0, feat_s1 = feats['image_embed'], feats['feat_s0'], feats['feat_s1']
         # The blocked upscaling where every prompt is on the one image (the predictor, the
         # click simulator); the skip features broadcast over the prompts.
-        blocks = feats.get('high_res_blocks') if img_ids is None and \
-            image_embed.shape[0] == 1 else None
+        blocks = None
+        if 'feat_s0_blocks' in feats and img_ids is None and image_embed.shape[0] == 1:
+            blocks = (feats['feat_s0_blocks'], feats['feat_s1_blocks'])
         if img_ids is not None:
             image_embed, feat_s0, feat_s1 = (x[img_ids] for x in (image_embed, feat_s0, feat_s1))
         elif image_embed.shape[0] != bs:

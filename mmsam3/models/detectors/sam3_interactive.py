@@ -257,8 +257,7 @@ class SAM3Interactive(SAM3):
             gt = self._gt_masks(sample, batch_inputs.device)
             h, w = sample.metainfo.get('img_shape', gt.shape[-2:])
             gt = gt[:, :h, :w]
-            one = {k: tuple(x[i:i + 1] for x in v) if isinstance(v, tuple) else v[i:i + 1]
-                   for k, v in feats.items()}
+            one = {k: v[i:i + 1] for k, v in feats.items()}
             if len(gt):
                 ious, masks, scores = self.simulate_clicks(one, gt)
             else:

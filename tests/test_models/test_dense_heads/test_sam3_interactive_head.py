@@ -167,8 +167,8 @@ def test_blocked_upscaling_equals_the_convolutions(with_mask):
         levels = [torch.randn(1, 64, 48, 48, generator=g), torch.randn(1, 64, 24, 24, generator=g),
                   torch.randn(1, 64, 12, 12, generator=g)]
         feats = head.image_feats(levels)
-        assert 'high_res_blocks' in feats
-        plain = {k: v for k, v in feats.items() if k != 'high_res_blocks'}
+        assert 'feat_s0_blocks' in feats and 'feat_s1_blocks' in feats
+        plain = {k: v for k, v in feats.items() if not k.endswith('_blocks')}
         pts = torch.tensor([[[30., 40.], [60., 70.]], [[10., 20.], [150., 160.]]])
         lbl = torch.tensor([[1, 0], [2, 3]], dtype=torch.int32)
         mask = torch.randn(2, 1, 48, 48, generator=g) if with_mask else None
@@ -177,5 +177,5 @@ def test_blocked_upscaling_equals_the_convolutions(with_mask):
     torch.testing.assert_close(a['all_low_res_logits'], b['all_low_res_logits'], rtol=0,
                                atol=1e-5)
     torch.testing.assert_close(a['all_iou_pred'], b['all_iou_pred'], rtol=0, atol=1e-6)
-    assert 'high_res_blocks' not in head.train().image_feats(levels)  # training: convolutions
+    assert 'feat_s0_blocks' not in head.train().image_feats(levels)  # training: convolutions
 
