@@ -16,6 +16,10 @@ model = dict(
     type='SAM3Interactive',
     # From scratch: the ViT trains with the tracker neck and the head (no drop path).
     backbone=dict(drop_path_rate=0.0),
+    # SAM 1's LayerNorm at the end of the tracker neck: from scratch the image embedding
+    # otherwise grows ~100x while the decoder's position encoding stays fixed, and the click
+    # (placed only through that encoding) is ignored for thousands of iterations.
+    tracker_neck=dict(out_norm=True),
     frozen_modules=('neck', 'text_encoder', 'geometry_encoder', 'encoder', 'decoder',
                     'bbox_head'),
     prompt_sampler=dict(type='InteractivePromptSampler', prob_box=0.5, max_objects=8),

@@ -17,6 +17,8 @@ from mmdet.registry import MODELS
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
+from ..layers.sam_prompt_encoder import LayerNorm2d
+
 __all__ = ['SAM3FPN']
 
 
@@ -35,6 +37,12 @@ class SAM3FPN(BaseModule):
             the official code does (costs time, changes no output). When False (default) they are
             skipped and their parameters get ``requires_grad=False``, so DDP does not need
             ``find_unused_parameters`` for them.
+        out_norm (bool): End every level with a LayerNorm over the channels (``convs.{i}.norm``),
+            as SAM 1's neck does; SAM 3's necks have none, so Meta's checkpoints need False
+            (default). For training from scratch: without it the image embedding grows
+            (measured on the shapes data: token norm 2.7 at initialisation, 80-290 after
+            training) while the mask decoder's position encoding stays at norm 5.7, so the
+            keys' position, the only thing that places a click, is drowned.
         init_cfg (dict | list | None): mmengine init config.
 
     Forward:
@@ -50,6 +58,7 @@ class SAM3FPN(BaseModule):
                  scale_factors: Sequence[float] = (4.0, 2.0, 1.0, 0.5),
                  num_dropped_levels: int = 1,
                  compute_dropped_levels: bool = False,
+                 out_norm: bool = False,
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         scale_factors = tuple(float(s) for s in scale_factors)
@@ -61,6 +70,7 @@ class SAM3FPN(BaseModule):
         self.scale_factors = scale_factors
         self.num_outs = len(scale_factors) - num_dropped_levels
         self.compute_dropped_levels = compute_dropped_levels
+        self.out_norm = out_norm
 
         self.convs = nn.ModuleList([self._make_level(s) for s in scale_factors])
         if not compute_dropped_levels:
@@ -87,6 +97,8 @@ class SAM3FPN(BaseModule):
             raise ValueError(f'SAM3FPN supports scale factors 4, 2, 1, 0.5; got {scale}')
         level.add_module('conv_1x1', nn.Conv2d(mid, self.out_channels, 1))
         level.add_module('conv_3x3', nn.Conv2d(self.out_channels, self.out_channels, 3, padding=1))
+        if self.out_norm:
+            level.add_module('norm', LayerNorm2d(self.out_channels))
         return level
 
     def forward(self, inputs: Sequence[Tensor]) -> Tuple[Tensor, ...]:

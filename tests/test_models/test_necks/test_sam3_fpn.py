@@ -81,3 +81,44 @@ def test_bad_arguments():
         SAM3FPN(C_IN, D, scale_factors=(3.0, ))
     with pytest.raises(ValueError):
         SAM3FPN(C_IN, D, scale_factors=(1.0, ), num_dropped_levels=1)
+
+
+def test_out_norm_off_by_default_and_keys():
+    """Meta's necks have no norm: the default keeps the official keys; ``out_norm`` adds one
+    LayerNorm per level (``convs.{i}.norm``) and nothing else."""
+    plain = SAM3FPN(C_IN, D)
+    normed = SAM3FPN(C_IN, D, out_norm=True)
+    assert not any('norm' in k for k in plain.state_dict())
+    extra = set(normed.state_dict()) - set(plain.state_dict())
+    assert extra == {f'convs.{i}.norm.{p}' for i in range(4) for p in ('weight', 'bias')}
+    # The dropped level stays frozen with its norm.
+    assert not any(p.requires_grad for p in normed.convs[3].parameters())
+
+
+def test_out_norm_normalises_every_token_whatever_the_scale():
+    """With ``out_norm`` each output token has zero mean and unit variance over the channels
+    (at the initial affine), so the embedding's scale no longer follows the convs' weights:
+    the decoder's fixed position encoding keeps its share of the keys."""
+    torch.manual_seed(0)
+    plain = SAM3FPN(C_IN, D)
+    normed = SAM3FPN(C_IN, D, out_norm=True)
+    normed.load_state_dict(plain.state_dict(), strict=False)
+    x = torch.randn(2, C_IN, 4, 4)
+    with torch.no_grad():
+        for level in (plain, normed):
+            for m in level.modules():
+                if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                    m.weight.mul_(50.0)  # a neck whose weights grew, as in training from scratch
+        outs_plain = plain(x)
+        outs = normed(x)
+    for o, p in zip(outs, outs_plain):
+        assert p.norm(dim=1).mean() > 100  # the plain neck's tokens grew with the weights
+        mean, var = o.mean(1), o.var(1, unbiased=False)
+        assert mean.abs().max() < 1e-4
+        assert (var - 1).abs().max() < 1e-2
+        # the same features, up to the per-token normalisation
+        ref = (p - p.mean(1, keepdim=True)) / (p.var(1, unbiased=False, keepdim=True) + 1e-6).sqrt()
+        torch.testing.assert_close(o, ref, atol=1e-4, rtol=1e-4)
+    outs = normed(x)
+    sum(o.sum() for o in outs).backward()
+    assert all(normed.convs[i].norm.weight.grad is not None for i in range(3))
