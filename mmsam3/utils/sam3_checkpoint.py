@@ -36,6 +36,7 @@ Every conversion checks that each tensor is finite (:func:`nonfinite_tensors`).
 """
 import json
 import os.path as osp
+import re
 from collections import OrderedDict
 
 import torch
@@ -423,6 +424,9 @@ def official_rope_tables(embed_dims=1024, num_heads=16, img_size=1008, patch_siz
             for i in range(depth)}
 
 
+_NECK_NORM = re.compile(r'(tracker_neck|neck)\.convs\.\d+\.norm\.')
+
+
 def export_official(state, vit_arch=None, extra=None, tracker_layout='sam3'):
     """mmsam3 state dict -> Meta's ``sam3.pt`` layout (``detector.*``, the interactive head as
     ``tracker.*``).
@@ -447,6 +451,9 @@ def export_official(state, vit_arch=None, extra=None, tracker_layout='sam3'):
     out, unknown = OrderedDict(), []
     interactive = 0
     for key, value in state.items():
+        if _NECK_NORM.match(key):  # SAM3FPN(out_norm=True): Meta's necks have no norm
+            unknown.append(key)
+            continue
         official = _export_tracker_name(key, tracker_layout)
         if official is not None:
             out[official] = value

@@ -312,3 +312,27 @@ def test_concept_config_skips_and_interactive_config_reports_missing(
     assert torch.equal(inter.interactive_head.no_mem_embed, before)
     assert torch.equal(inter.neck.convs[0].conv_1x1.weight,
                        old['neck.convs.0.conv_1x1.weight'])
+
+
+def test_exporter_refuses_a_neck_with_out_norm(tmp_path, bpe_path):
+    """A model trained with ``SAM3FPN(out_norm=True)`` (the from-scratch interactive config) has
+    LayerNorms Meta's and transformers' necks cannot hold: every export refuses it by name and
+    writes nothing (a file Meta's strict load would reject)."""
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    from mmengine.config import Config
+
+    import mmsam3  # noqa: F401  (registers the modules)
+    register_all_modules()
+    cfg = Config.fromfile(_interactive_cfg_file(tmp_path, bpe_path))
+    cfg.model.tracker_neck = dict(out_norm=True)
+    state = MODELS.build(cfg.model).state_dict()
+    assert 'tracker_neck.convs.2.norm.weight' in state
+    src = tmp_path / 'scratch.pth'
+    torch.save(dict(state_dict=state), src)
+    for fmt, dst in (('sam3', tmp_path / 'meta.pt'), ('hf-tracker', tmp_path / 'hf_tracker')):
+        code, out = run_main('mmsam3_to_sam3', src, dst, '--dst-format', fmt,
+                             '--config', str(tmp_path / 'tiny_interactive.py'))
+        assert code == 1, (fmt, out)
+        assert 'tracker_neck.convs.0.norm.weight' in out, (fmt, out)
+        assert not dst.exists(), fmt
