@@ -424,7 +424,11 @@ def official_rope_tables(embed_dims=1024, num_heads=16, img_size=1008, patch_siz
             for i in range(depth)}
 
 
-_NECK_NORM = re.compile(r'(tracker_neck|neck)\.convs\.\d+\.norm\.')
+# A neck level's layers in Meta's layout (SAM3FPN's names): any other layer under a neck (the
+# LayerNorms of ``SAM3FPN(out_norm=True)``) has no place there.
+_NECK_LAYER = re.compile(r'(?:tracker_neck|neck)\.convs\.\d+\.([^.]+)\.')
+_OFFICIAL_NECK_LAYERS = frozenset(('dconv_2x2_0', 'dconv_2x2_1', 'dconv_2x2', 'conv_1x1',
+                                   'conv_3x3'))
 
 
 def export_official(state, vit_arch=None, extra=None, tracker_layout='sam3'):
@@ -451,7 +455,8 @@ def export_official(state, vit_arch=None, extra=None, tracker_layout='sam3'):
     out, unknown = OrderedDict(), []
     interactive = 0
     for key, value in state.items():
-        if _NECK_NORM.match(key):  # SAM3FPN(out_norm=True): Meta's necks have no norm
+        layer = _NECK_LAYER.match(key)
+        if layer and layer.group(1) not in _OFFICIAL_NECK_LAYERS:
             unknown.append(key)
             continue
         official = _export_tracker_name(key, tracker_layout)
